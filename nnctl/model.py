@@ -1,0 +1,109 @@
+"""Sequential model: a stack of layers with named parameters and a strict state dict."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+
+from .layers import LAYERS, Layer, Param
+
+
+class Sequential:
+    """Layers applied in order. Parameters are named `layers.<i>.<param>`, with `i` the layer's
+    index in the list (layers without parameters, like dropout, keep their index)."""
+
+    def __init__(self, layers: Iterable[Layer]):
+        self.layers = list(layers)
+
+    @classmethod
+    def from_specs(cls, specs: Iterable[dict[str, Any]], input_shape: tuple[int, ...],
+                   rng: np.random.Generator, dtype: np.dtype = np.float32) -> "Sequential":
+        """Build from layer specs such as {"type": "dense", "units": 3, "activation": "softmax"}."""
+        layers = []
+        for spec in specs:
+            kwargs = dict(spec)
+            layers.append(LAYERS[kwargs.pop("type")](**kwargs))
+        return cls(layers).build(input_shape, rng, dtype)
+
+    def build(self, input_shape: tuple[int, ...], rng: np.random.Generator,
+              dtype: np.dtype = np.float32) -> "Sequential":
+        self.dtype = np.dtype(dtype)
+        self.input_shape = tuple(input_shape)
+        shape = self.input_shape
+        for layer in self.layers:
+            shape = layer.build(shape, rng, self.dtype)
+        self.output_shape = shape
+        self._params = {
+            f"layers.{i}.{name}": param
+            for i, layer in enumerate(self.layers)
+            for name, param in layer.parameters().items()
+        }
+        # Only the first layer that has parameters needs no input gradient: nothing before it
+        # is trainable.
+        self._first_trainable = next(
+            (i for i, layer in enumerate(self.layers) if layer.parameters()), len(self.layers)
+        )
+        return self
+
+    @property
+    def output_activation(self) -> str | None:
+        """Name of the last layer's activation, if it has one."""
+        activation = getattr(self.layers[-1], "activation", None)
+        return getattr(activation, "name", None)
+
+    def forward(self, x: np.ndarray, training: bool = False, logits: bool = False) -> np.ndarray:
+        """Run the layers; with `logits`, the last layer stops before its activation."""
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            if logits and i == last:
+                x = layer.forward(x, training, activate=False)
+            else:
+                x = layer.forward(x, training)
+        return x
+
+    def backward(self, grad: np.ndarray) -> None:
+        """Backpropagate dL/d(output) (or dL/d(logits) after `forward(logits=True)`), leaving
+        every parameter's gradient in its `grad`."""
+        for i in range(len(self.layers) - 1, self._first_trainable - 1, -1):
+            grad = self.layers[i].backward(grad, input_grad=i > self._first_trainable)
+
+    def predict(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Forward in evaluation mode, in batches to bound memory."""
+        if len(x) <= batch_size:
+            return self.forward(x)
+        return np.concatenate(
+            [self.forward(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        )
+
+    def parameters(self) -> dict[str, Param]:
+        return self._params
+
+    def penalty(self) -> float:
+        """Sum of the layers' L1/L2 terms."""
+        return sum(layer.penalty() for layer in self.layers)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {name: p.value.copy() for name, p in self._params.items()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Copy weights in; names, shapes and dtypes must match exactly. Every mismatch is
+        listed, and nothing is changed unless all of them match."""
+        problems = [f"missing array {name!r}" for name in self._params if name not in state]
+        problems += [f"unexpected array {name!r}" for name in state if name not in self._params]
+        for name, p in self._params.items():
+            if name in state:
+                array = np.asarray(state[name])
+                if array.shape != p.value.shape:
+                    problems.append(
+                        f"array {name!r} has shape {list(array.shape)}, "
+                        f"expected {list(p.value.shape)}"
+                    )
+                elif array.dtype != p.value.dtype:
+                    problems.append(
+                        f"array {name!r} has dtype {array.dtype}, expected {p.value.dtype}"
+                    )
+        if problems:
+            raise ValueError("; ".join(problems))
+        for name, p in self._params.items():
+            p.value[...] = state[name]

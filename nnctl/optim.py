@@ -1,0 +1,237 @@
+"""Optimizers and gradient clipping.
+
+Each optimizer works on a flat list of Params and keeps its state in lists indexed like that
+list, so every optimizer works on every layer. Updates are in place. The rules follow PyTorch's
+(torch/optim), step counts start at 1, and the state can be saved and restored exactly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .layers.base import Param
+
+
+class Optimizer:
+    name: str
+    #: names of the per-parameter state buffers, each a list of arrays shaped like the params
+    buffers: tuple[str, ...] = ()
+
+    def __init__(self, params: list[Param], lr: float):
+        if not lr > 0.0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        self.params = list(params)
+        self.lr = float(lr)
+        self.step_count = 0
+        for buffer in self.buffers:
+            setattr(self, buffer, [np.zeros_like(p.value) for p in self.params])
+
+    def step(self) -> None:
+        self.step_count += 1
+        for i, p in enumerate(self.params):
+            self.update(i, p.value, p.grad)
+
+    def update(self, i: int, param: np.ndarray, grad: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        state = {"step": np.array(self.step_count, dtype=np.int64)}
+        for buffer in self.buffers:
+            for i, array in enumerate(getattr(self, buffer)):
+                state[f"{buffer}.{i}"] = array.copy()
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore state saved by `state_dict`; every name, shape and dtype must match."""
+        expected = self.state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        if missing or unexpected:
+            raise ValueError(
+                f"optimizer state does not match {self.name}: "
+                f"missing {missing or 'nothing'}, unexpected {unexpected or 'nothing'}"
+            )
+        for key, array in state.items():
+            want = expected[key]
+            if array.shape != want.shape or array.dtype != want.dtype:
+                raise ValueError(
+                    f"optimizer state {key!r}: expected {want.dtype}{list(want.shape)}, "
+                    f"got {array.dtype}{list(array.shape)}"
+                )
+        self.step_count = int(state["step"])
+        for buffer in self.buffers:
+            for i, array in enumerate(getattr(self, buffer)):
+                array[...] = state[f"{buffer}.{i}"]
+
+
+class SGD(Optimizer):
+    """PyTorch's SGD: v = mu v + g;  d = g + mu v (Nesterov) or v;  theta -= lr d."""
+
+    name = "sgd"
+    buffers = ("momentum_buffer",)
+
+    def __init__(self, params, lr=0.001, momentum=0.0, nesterov=False):
+        super().__init__(params, lr)
+        if momentum < 0.0:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if nesterov and momentum <= 0.0:
+            raise ValueError("Nesterov momentum requires a momentum greater than 0")
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+
+    def update(self, i, param, grad):
+        mu = self.momentum
+        if mu == 0.0:
+            param -= self.lr * grad
+            return
+        buf = self.momentum_buffer[i]
+        buf *= mu
+        buf += grad
+        param -= self.lr * (grad + mu * buf if self.nesterov else buf)
+
+
+class Momentum(Optimizer):
+    """Moving-average momentum: v = beta v + (1 - beta) g;  theta -= lr v."""
+
+    name = "momentum"
+    buffers = ("velocity",)
+
+    def __init__(self, params, lr=0.01, beta=0.9):
+        super().__init__(params, lr)
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"Invalid beta value: {beta}")
+        self.beta = float(beta)
+
+    def update(self, i, param, grad):
+        v = self.velocity[i]
+        v *= self.beta
+        v += (1.0 - self.beta) * grad
+        param -= self.lr * v
+
+
+class Adagrad(Optimizer):
+    """s += g^2;  theta -= lr g / (sqrt(s) + eps)."""
+
+    name = "adagrad"
+    buffers = ("sum",)
+
+    def __init__(self, params, lr=0.01, eps=1e-10):
+        super().__init__(params, lr)
+        if not eps >= 0.0:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        self.eps = float(eps)
+
+    def update(self, i, param, grad):
+        s = self.sum[i]
+        s += grad * grad
+        denom = np.sqrt(s)
+        denom += self.eps
+        param -= self.lr * grad / denom
+
+
+class Adadelta(Optimizer):
+    """Zeiler (2012), as PyTorch: E[g^2] = rho E[g^2] + (1 - rho) g^2;
+    d = sqrt(E[d^2] + eps) / sqrt(E[g^2] + eps) * g;  E[d^2] = rho E[d^2] + (1 - rho) d^2;
+    theta -= lr d.
+    """
+
+    name = "adadelta"
+    buffers = ("square_avg", "acc_delta")
+
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6):
+        super().__init__(params, lr)
+        if not 0.0 <= rho <= 1.0:
+            raise ValueError(f"Invalid rho value: {rho}")
+        if not eps >= 0.0:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        self.rho, self.eps = float(rho), float(eps)
+
+    def update(self, i, param, grad):
+        rho, eps = self.rho, self.eps
+        square_avg, acc_delta = self.square_avg[i], self.acc_delta[i]
+        square_avg *= rho
+        square_avg += (1.0 - rho) * grad * grad
+        delta = np.sqrt(acc_delta + eps)
+        delta /= np.sqrt(square_avg + eps)
+        delta *= grad
+        acc_delta *= rho
+        acc_delta += (1.0 - rho) * delta * delta
+        param -= self.lr * delta
+
+
+class RMSprop(Optimizer):
+    """E[g^2] = rho E[g^2] + (1 - rho) g^2;  theta -= lr g / (sqrt(E[g^2]) + eps)."""
+
+    name = "rmsprop"
+    buffers = ("square_avg",)
+
+    def __init__(self, params, lr=0.01, rho=0.99, eps=1e-8):
+        super().__init__(params, lr)
+        if not 0.0 <= rho < 1.0:
+            raise ValueError(f"Invalid rho value: {rho}")
+        if not eps >= 0.0:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        self.rho, self.eps = float(rho), float(eps)
+
+    def update(self, i, param, grad):
+        square_avg = self.square_avg[i]
+        square_avg *= self.rho
+        square_avg += (1.0 - self.rho) * grad * grad
+        denom = np.sqrt(square_avg)
+        denom += self.eps
+        param -= self.lr * grad / denom
+
+
+class Adam(Optimizer):
+    """m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  at step t (from 1):
+    theta -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+    """
+
+    name = "adam"
+    buffers = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, params, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8):
+        super().__init__(params, lr)
+        for label, beta in (("beta1", beta1), ("beta2", beta2)):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"Invalid {label} value: {beta}")
+        if not eps >= 0.0:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+
+    def update(self, i, param, grad):
+        b1, b2, t = self.beta1, self.beta2, self.step_count
+        m, v = self.exp_avg[i], self.exp_avg_sq[i]
+        m *= b1
+        m += (1.0 - b1) * grad
+        v *= b2
+        v += (1.0 - b2) * grad * grad
+        denom = np.sqrt(v)
+        denom *= 1.0 / math.sqrt(1.0 - b2**t)
+        denom += self.eps
+        param -= (self.lr / (1.0 - b1**t)) * m / denom
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    cls.name: cls for cls in (SGD, Momentum, Adagrad, Adadelta, RMSprop, Adam)
+}
+
+
+def clip_grad_norm(params: list[Param], max_norm: float) -> float:
+    """Scale all gradients by max_norm / ||g|| when the global norm ||g|| exceeds max_norm.
+
+    Returns the norm before clipping. The 1e-6 matches torch.nn.utils.clip_grad_norm_.
+    """
+    total = math.sqrt(sum(float(np.vdot(p.grad, p.grad)) for p in params))
+    scale = max_norm / (total + 1e-6)
+    if scale < 1.0:
+        for p in params:
+            p.grad *= scale
+    return total
+
+
+def clip_grad_value(params: list[Param], value: float) -> None:
+    """Clip every gradient element to [-value, value]."""
+    for p in params:
+        np.clip(p.grad, -value, value, out=p.grad)
