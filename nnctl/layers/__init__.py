@@ -3,10 +3,12 @@
 from .base import Layer, Param
 from .dense import Dense
 from .dropout import Dropout
+from .rnn import RNN
 
 LAYERS: dict[str, type[Layer]] = {
     "dense": Dense,
     "dropout": Dropout,
+    "rnn": RNN,
 }
 
-__all__ = ["LAYERS", "Layer", "Param", "Dense", "Dropout"]
+__all__ = ["LAYERS", "Layer", "Param", "Dense", "Dropout", "RNN"]
