@@ -6,7 +6,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .layers import LAYERS, Layer, Param
+from .layers import LAYERS, Dropout, Layer, Param
 
 
 class Sequential:
@@ -45,6 +45,13 @@ class Sequential:
             (i for i, layer in enumerate(self.layers) if layer.parameters()), len(self.layers)
         )
         return self
+
+    def use_dropout_rng(self, rng: np.random.Generator) -> None:
+        """Draw dropout masks from `rng` (by default they come from the generator given to
+        `build`), so the masks form their own stream, independent of initialization."""
+        for layer in self.layers:
+            if isinstance(layer, Dropout):
+                layer.rng = rng
 
     @property
     def output_activation(self) -> str | None:

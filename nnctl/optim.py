@@ -218,12 +218,17 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
 }
 
 
+def grad_norm(params: list[Param]) -> float:
+    """The global L2 norm of all gradients (inf or nan if any element is)."""
+    return math.sqrt(sum(float(np.vdot(p.grad, p.grad)) for p in params))
+
+
 def clip_grad_norm(params: list[Param], max_norm: float) -> float:
     """Scale all gradients by max_norm / ||g|| when the global norm ||g|| exceeds max_norm.
 
     Returns the norm before clipping. The 1e-6 matches torch.nn.utils.clip_grad_norm_.
     """
-    total = math.sqrt(sum(float(np.vdot(p.grad, p.grad)) for p in params))
+    total = grad_norm(params)
     scale = max_norm / (total + 1e-6)
     if scale < 1.0:
         for p in params:

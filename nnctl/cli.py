@@ -1,0 +1,202 @@
+"""The `nnctl` command line: parses arguments, calls nnctl.commands, maps errors to exit codes.
+
+Exit codes: 0 success, 1 internal error (traceback shown), 2 bad usage/config/data/checkpoint,
+3 training diverged, 130/143 interrupted by SIGINT/SIGTERM after saving a checkpoint.
+Heavy modules (numpy, pandas) are imported inside the commands so `nnctl --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(
+    help="Train neural networks written from scratch in NumPy, from YAML config files.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+runs_app = typer.Typer(help="List and inspect run directories.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+SET_HELP = "Override a config value: dotted KEY=VALUE with a YAML value (repeatable)."
+CHECKPOINT_HELP = "Which checkpoint to use: best or last."
+
+
+def fail(problems: list[str]) -> None:
+    for problem in problems:
+        typer.echo(f"error: {problem}", err=True)
+    raise typer.Exit(2)
+
+
+def user_errors(func):
+    """Run a command body; user errors become one line each on stderr and exit code 2."""
+    from functools import wraps
+
+    @wraps(func)
+    def wrapper(*args, **kwargs):
+        from .errors import UserError
+
+        try:
+            return func(*args, **kwargs)
+        except UserError as exc:
+            fail(exc.problems)
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130)
+
+    return wrapper
+
+
+def echo_json(data: dict) -> None:
+    typer.echo(json.dumps(data, allow_nan=False, default=str))
+
+
+@app.command()
+@user_errors
+def train(
+    config: Optional[Path] = typer.Argument(None, help="The YAML config file."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP, metavar="KEY=VALUE"),
+    seed: Optional[int] = typer.Option(None, help="Override the config's seed."),
+    run_name: Optional[str] = typer.Option(None, help="Name of the run (default: the config's name)."),
+    runs_dir: Path = typer.Option(Path("runs"), help="Folder for run directories."),
+    init_weights: Optional[Path] = typer.Option(None, help="Start from these weights (.npz)."),
+    resume: Optional[Path] = typer.Option(None, help="Continue this run from its last checkpoint."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    json_: bool = typer.Option(False, "--json", help="Print the summary as JSON (last line)."),
+):
+    """Train a model from CONFIG into a new run directory, and print its path."""
+    from . import commands
+    from .config import load_config
+
+    if resume is not None:
+        given = [flag for flag, value in (("CONFIG", config), ("--set", set_), ("--seed", seed),
+                                          ("--run-name", run_name),
+                                          ("--init-weights", init_weights)) if value]
+        if given:
+            fail([f"--resume continues a run with its saved config; {', '.join(given)} "
+                  "cannot be combined with it"])
+        result = commands.resume(resume, quiet=quiet)
+    else:
+        if config is None:
+            fail(["missing CONFIG (or --resume RUN_DIR)"])
+        overrides = list(set_)
+        if seed is not None:
+            overrides.append(f"seed={seed}")
+        if run_name is not None:
+            overrides.append(f"name={run_name}")
+        cfg = load_config(config, overrides)
+        result = commands.train(cfg, runs_dir, quiet=quiet, init_weights=init_weights)
+    typer.echo(str(result.run_dir))
+    if result.summary.get("message"):
+        typer.echo(f"error: {result.summary['message']}", err=True)
+    if json_:
+        echo_json(result.summary)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command("eval")
+@user_errors
+def eval_(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    data: Optional[Path] = typer.Argument(None, help="CSV file (default: the run's test, else validation data)."),
+    checkpoint: str = typer.Option("best", help=CHECKPOINT_HELP),
+    json_: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+):
+    """Evaluate a run's checkpoint on a CSV file with the target column(s)."""
+    from . import commands
+    from .runs import checkpoint_stem
+
+    result = commands.evaluate_run(run_dir, data, checkpoint_stem(checkpoint))
+    if json_:
+        echo_json(result)
+    else:
+        typer.echo(format_eval(result))
+
+
+def format_eval(result: dict) -> str:
+    lines = [f"{result['data']}: {result['rows']} rows, checkpoint {result['checkpoint']}",
+             f"loss      {result['loss']:.4f}"]
+    for key in ("accuracy", "mse", "rmse", "mae", "r2"):
+        if key in result:
+            lines.append(f"{key:<9} {result[key]:.4f}")
+    if "classes" in result:
+        width = max(8, *(len(c) for c in result["classes"]))
+        lines.append("")
+        lines.append(f"{'class':<{width}}  precision  recall     f1  support")
+        for label, row in result["classes"].items():
+            lines.append(f"{label:<{width}}  {row['precision']:9.3f}  {row['recall']:6.3f}  "
+                         f"{row['f1']:5.3f}  {row['support']:7d}")
+        lines.append("")
+        lines.append("confusion matrix (rows: true class, columns: predicted)")
+        labels = result["labels"]
+        cell = max(5, *(len(c) for c in labels))
+        lines.append(" " * width + "  " + " ".join(f"{c:>{cell}}" for c in labels))
+        for label, counts in zip(labels, result["confusion_matrix"]):
+            lines.append(f"{label:<{width}}  " + " ".join(f"{n:>{cell}d}" for n in counts))
+    if len(result.get("targets", {})) > 1:
+        lines.append("")
+        for target, row in result["targets"].items():
+            lines.append(f"{target}: " + "  ".join(f"{k} {v:.4f}" for k, v in row.items()))
+    return "\n".join(lines)
+
+
+@app.command()
+@user_errors
+def predict(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    input_csv: Path = typer.Argument(..., help="CSV file with the feature columns."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write CSV here (default: stdout)."),
+    checkpoint: str = typer.Option("best", help=CHECKPOINT_HELP),
+    keep: List[str] = typer.Option([], "--keep", help="Copy this input column to the output (repeatable)."),
+):
+    """Predict every row of INPUT_CSV (no target column needed), in input order."""
+    from . import commands
+    from .checkpoint import atomic_write
+    from .runs import checkpoint_stem
+
+    frame = commands.predict(run_dir, input_csv, checkpoint_stem(checkpoint), keep)
+    text = frame.to_csv(index=False, float_format="%.6g")
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write(output, lambda f: f.write(text.encode("utf-8")))
+
+
+@app.command()
+@user_errors
+def validate(
+    config: Path = typer.Argument(..., help="The YAML config file."),
+    set_: List[str] = typer.Option([], "--set", help=SET_HELP, metavar="KEY=VALUE"),
+):
+    """Check CONFIG and print it resolved (defaults filled in, overrides applied)."""
+    from .config import load_config
+
+    typer.echo(load_config(config, list(set_)).to_yaml(), nl=False)
+
+
+def main() -> None:
+    limit_blas_threads()
+    app()
+
+
+def limit_blas_threads() -> None:
+    """One BLAS thread unless the user chose otherwise. nnctl's matrices are small: there,
+    threads cost more in synchronisation than they gain (tens of times more when the cores
+    are busy), and parallel runs of a sweep each get a core. Must run before numpy loads."""
+    import os
+
+    if not any(os.environ.get(v) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                              "MKL_NUM_THREADS")):
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"
+        os.environ["OMP_NUM_THREADS"] = "1"
+        os.environ["MKL_NUM_THREADS"] = "1"
+
+
+if __name__ == "__main__":
+    main()

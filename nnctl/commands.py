@@ -1,0 +1,365 @@
+"""What the commands do, as plain functions: train (and resume), evaluate, predict.
+
+The CLI parses arguments and maps exceptions to exit codes; everything else happens here:
+config -> data + model + optimizer -> trainer -> run directory.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .build import (
+    build_early_stopping, build_model, build_optimizer, build_schedule, check_against_data,
+    rng_streams,
+)
+from .checkpoint import load_weights_file
+from .config import Config, load_config, monitor_mode
+from .data import Preprocessing, TrainingData, load_for_eval, load_for_predict, load_training_data
+from .errors import CheckpointError, UserError
+from .losses import get_loss
+from .progress import choose
+from .runs import (
+    RNG_KEYS, Run, command_line, create_run_dir, epoch_checkpoints, open_run, read_checkpoint,
+    read_metrics, read_summary, remove_temp_files, rng_state_from, versions,
+)
+from .train import Diverged, Trainer, evaluate
+
+EXIT_DIVERGED = 3
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    summary: dict
+    exit_code: int
+
+
+@dataclass
+class Session:
+    """Everything built from one config, ready to train."""
+
+    config: Config
+    data: TrainingData
+    trainer: Trainer
+
+
+def prepare(config: Config, quiet: bool = True) -> Session:
+    """Read the data, check the config against it, and build the trainer. Raises user errors
+    before anything is written."""
+    streams = rng_streams(config.seed)
+    dtype = np.dtype(config.dtype)
+    data = load_training_data(config.data, config.task, streams["split"], dtype)
+    check_against_data(config, data.preprocessing)
+    model = build_model(config, data.preprocessing, streams["init"])
+    model.use_dropout_rng(streams["dropout"])
+    early = build_early_stopping(config)
+    checkpoint = config.training.checkpoint
+    trainer = Trainer(
+        model=model, loss=get_loss(config.loss), optimizer=build_optimizer(config, model),
+        task=config.task, epochs=config.training.epochs,
+        batch_size=config.training.batch_size, shuffle=config.training.shuffle,
+        shuffle_rng=streams["shuffle"], dropout_rng=streams["dropout"],
+        clip_norm=config.training.clip_norm, clip_value=config.training.clip_value,
+        schedule=build_schedule(config), early_stopping=early,
+        monitor=checkpoint.monitor, monitor_mode=monitor_mode(checkpoint.monitor, checkpoint.mode),
+        progress=choose(quiet),
+    )
+    return Session(config, data, trainer)
+
+
+def load_init_weights(session: Session, path: Path) -> None:
+    weights = load_weights_file(path)
+    try:
+        session.trainer.model.load_state_dict(weights)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: does not fit the model: {exc}") from None
+
+
+def train(config: Config, runs_dir: Path, quiet: bool = False,
+          init_weights: Optional[Path] = None) -> TrainResult:
+    session = prepare(config, quiet)
+    if init_weights is not None:
+        load_init_weights(session, init_weights)
+    run_dir = create_run_dir(runs_dir, config.name)
+    run = Run(run_dir, session.data.preprocessing.to_dict(), config.training.checkpoint.keep_last)
+    run.write_config(config.to_yaml())
+    run.log(f"started: {command_line()}")
+    return _fit(session, run, started=time.time(), previous_seconds=0.0)
+
+
+def resume(run_dir: Path, quiet: bool = False) -> TrainResult:
+    """Continue a run in its own directory from its last checkpoint, exactly."""
+    run_dir = open_run(run_dir)
+    summary = read_summary(run_dir) or {}
+    if summary.get("status") in ("completed", "early_stopped"):
+        return TrainResult(run_dir, summary, 0)
+    config = load_config(run_dir / "config.yaml")
+    session = prepare(config, quiet)
+    run = Run(run_dir, session.data.preprocessing.to_dict(), config.training.checkpoint.keep_last)
+    remove_temp_files(run.checkpoints)
+    remove_temp_files(run.path)
+    resumed_from = None
+    if (run.checkpoints / "last.npz").exists():
+        arrays, meta = read_checkpoint(run_dir, "last")
+        _restore(session, run, arrays, meta)
+        resumed_from = meta["epoch"]
+    run.log(f"resumed from epoch {resumed_from or 0}, batch {session.trainer.batch}: "
+            f"{command_line()}")
+    return _fit(session, run, started=time.time(),
+                previous_seconds=float(summary.get("wall_seconds", 0.0)))
+
+
+def _restore(session: Session, run: Run, arrays: dict, meta: dict) -> None:
+    trainer = session.trainer
+    if meta.get("preprocessing") != session.data.preprocessing.to_dict():
+        raise CheckpointError(f"{run.checkpoints / 'last.json'}: the training data no longer "
+                              "matches the run (columns, classes or scaling changed)")
+    try:
+        trainer.model.load_state_dict({k: v for k, v in arrays.items() if k.startswith("layers.")})
+        trainer.optimizer.load_state_dict(
+            {k.removeprefix("optimizer."): v for k, v in arrays.items() if k.startswith("optimizer.")})
+        state = dict(meta["trainer"])
+        for key in RNG_KEYS:
+            state[key] = rng_state_from(arrays[f"rng.{key.removesuffix('_rng')}"])
+        trainer.load_state_dict(state)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{run.checkpoints / 'last.npz'}: cannot resume from it ({exc})") from None
+    # metrics.csv is written before each checkpoint, so it holds every epoch up to this one
+    # (and perhaps one more, from a save the process did not live to finish).
+    trainer.history = [row for row in read_metrics(run.path) if row["epoch"] <= trainer.epoch]
+    early = trainer.early_stopping
+    if early is not None and early.restore_best and early.best_epoch:
+        trainer.early_best_weights = _weights_of_epoch(run, early.best_epoch)
+
+
+def _weights_of_epoch(run: Run, epoch: int) -> Optional[dict]:
+    """Weights saved at the end of `epoch`, from `best` or a kept epoch checkpoint."""
+    candidates = ["best"] + [stem for number, stem in epoch_checkpoints(run.checkpoints)
+                             if number == epoch]
+    for stem in candidates:
+        try:
+            arrays, meta = read_checkpoint(run.path, stem)
+        except CheckpointError:
+            continue
+        if meta.get("epoch") == epoch and meta.get("batch") == 0:
+            return {k: v for k, v in arrays.items() if k.startswith("layers.")}
+    run.log(f"note: the weights of epoch {epoch} are no longer kept; restore_best will keep "
+            "the final weights")
+    return None
+
+
+@contextmanager
+def stop_on_signals(trainer: Trainer):
+    """SIGINT/SIGTERM ask the trainer to stop after the current batch; a second SIGINT
+    stops at once."""
+    received: list[int] = []
+
+    def handler(signum, frame):
+        received.append(signum)
+        trainer.stop_requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = {s: signal.signal(s, handler) for s in EXIT_SIGNAL}
+    try:
+        yield received
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _fit(session: Session, run: Run, started: float, previous_seconds: float) -> TrainResult:
+    trainer, data, config = session.trainer, session.data, session.config
+    trainer.callback = run
+    summary = {"name": config.name, "run_dir": str(run.path), "seed": config.seed,
+               "command": command_line(), "versions": versions(),
+               "monitor": trainer.monitor}
+    exit_code = 0
+    try:
+        with stop_on_signals(trainer) as received:
+            try:
+                status = trainer.fit(data.train, data.validation)
+            except Diverged as exc:
+                status, summary["message"] = "diverged", str(exc)
+                run.log(f"diverged: {exc}")
+                exit_code = EXIT_DIVERGED
+            if status == "interrupted":
+                if trainer.batch:
+                    run.save(trainer, ["last"])  # mid-epoch: the next resume starts here
+                signum = received[0] if received else signal.SIGINT
+                exit_code = EXIT_SIGNAL.get(signum, 130)
+                run.log(f"interrupted by {signal.Signals(signum).name} at epoch "
+                        f"{trainer.epoch + 1}, batch {trainer.batch}; saved checkpoints/last")
+    except BaseException as exc:
+        summary.update(_outcome(trainer, "failed", started, previous_seconds))
+        summary["message"] = f"{type(exc).__name__}: {exc}"
+        _try_write_summary(run, summary)
+        raise
+    summary.update(_outcome(trainer, status, started, previous_seconds))
+    if status in ("completed", "early_stopped") and data.test is not None:
+        summary["test"] = _test_metrics(session, run)
+    run.write_summary(summary)
+    run.log(f"{status} after {trainer.epoch} epochs")
+    return TrainResult(run.path, summary, exit_code)
+
+
+def _outcome(trainer: Trainer, status: str, started: float, previous_seconds: float) -> dict:
+    return {
+        "status": status,
+        "epochs_run": trainer.epoch,
+        "best_epoch": trainer.best_epoch,
+        "best": trainer.best_row,
+        "final": trainer.last_row,
+        "test": None,
+        "wall_seconds": round(previous_seconds + time.time() - started, 3),
+    }
+
+
+def _test_metrics(session: Session, run: Run) -> dict:
+    """Test metrics with the best checkpoint's weights (the final ones if none is saved)."""
+    trainer = session.trainer
+    try:
+        arrays, _ = read_checkpoint(run.path, "best")
+        trainer.model.load_state_dict({k: v for k, v in arrays.items() if k.startswith("layers.")})
+    except CheckpointError:
+        pass
+    return evaluate(trainer.model, trainer.loss, session.data.test, trainer.task)
+
+
+def _try_write_summary(run: Run, summary: dict) -> None:
+    try:
+        run.write_summary(summary)
+    except Exception:
+        pass  # the original error matters more than a summary that could not be written
+
+
+# ---- using a finished run -------------------------------------------------------------------
+
+@dataclass
+class Loaded:
+    """A trained model and what it needs to read new data the way training did."""
+
+    config: Config
+    model: object
+    preprocessing: Preprocessing
+    meta: dict
+
+
+def load_run(run_dir: Path, which: str = "best") -> Loaded:
+    run_dir = open_run(run_dir)
+    config = load_config(run_dir / "config.yaml")
+    arrays, meta = read_checkpoint(run_dir, which)
+    try:
+        prep = Preprocessing.from_dict(meta["preprocessing"])
+    except (KeyError, TypeError):
+        raise CheckpointError(f"{run_dir / 'checkpoints' / which}.json: no valid preprocessing "
+                              "section") from None
+    model = build_model(config, prep, np.random.default_rng(0))
+    try:
+        model.load_state_dict({k: v for k, v in arrays.items() if k.startswith("layers.")})
+    except ValueError as exc:
+        raise CheckpointError(f"{run_dir / 'checkpoints' / which}.npz: does not fit the "
+                              f"run's config: {exc}") from None
+    return Loaded(config, model, prep, meta)
+
+
+def default_eval_file(config: Config) -> Path:
+    if config.data.test:
+        return Path(config.data.test)
+    if isinstance(config.data.validation, str):
+        return Path(config.data.validation)
+    if isinstance(config.data.validation, float):
+        return Path(config.data.train)  # the held-out rows are recovered by the seeded split
+    raise UserError("the run has no test or validation data: name a CSV file to evaluate on")
+
+
+def evaluate_run(run_dir: Path, data_path: Optional[Path], which: str = "best") -> dict:
+    """Loss and metrics of a run's checkpoint on a CSV file (by default its test data, else
+    its validation data)."""
+    loaded = load_run(run_dir, which)
+    config, prep = loaded.config, loaded.preprocessing
+    dtype = np.dtype(config.dtype)
+    if data_path is None and not config.data.test and isinstance(config.data.validation, float):
+        dataset = load_training_data(config.data, config.task, rng_streams(config.seed)["split"],
+                                     dtype).validation
+        source = f"{config.data.train} (validation split)"
+    else:
+        path = Path(data_path) if data_path is not None else default_eval_file(config)
+        dataset = load_for_eval(path, prep, dtype)
+        source = str(path)
+    loss = get_loss(config.loss)
+    result = {"run_dir": str(run_dir), "checkpoint": which, "data": source, "rows": len(dataset)}
+    result.update(evaluate(loaded.model, loss, dataset, config.task))
+    probabilities = loaded.model.predict(dataset.x)
+    result.update(report(config.task, prep, probabilities, dataset.y))
+    return result
+
+
+def report(task: str, prep: Preprocessing, out: np.ndarray, y: np.ndarray) -> dict:
+    """Classification: per-class precision/recall/F1 and the confusion matrix; regression:
+    MSE, RMSE, MAE and R^2 (per target and averaged)."""
+    if task == "regression":
+        diff = out.astype(np.float64) - y
+        mse = (diff ** 2).mean(axis=0)
+        total = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
+        r2 = np.where(total > 0, 1 - (diff ** 2).sum(axis=0) / np.where(total > 0, total, 1), 0.0)
+        per_target = {t: {"mse": float(mse[i]), "rmse": float(np.sqrt(mse[i])),
+                          "mae": float(np.abs(diff[:, i]).mean()), "r2": float(r2[i])}
+                      for i, t in enumerate(prep.targets)}
+        return {"mse": float(mse.mean()), "rmse": float(np.sqrt(mse.mean())),
+                "mae": float(np.abs(diff).mean()), "r2": float(r2.mean()),
+                "targets": per_target}
+    if task == "binary" and not prep.classes:
+        return {}  # multi-label: accuracy per value is already in the metrics
+    if task == "binary":
+        predicted, actual = (out[:, 0] > 0.5).astype(int), y[:, 0].astype(int)
+    else:
+        predicted, actual = out.argmax(axis=1), y
+    k = len(prep.classes)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (actual, predicted), 1)
+    classes = {}
+    for i, label in enumerate(prep.classes):
+        tp = confusion[i, i]
+        precision = tp / confusion[:, i].sum() if confusion[:, i].sum() else 0.0
+        recall = tp / confusion[i, :].sum() if confusion[i, :].sum() else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        classes[str(label)] = {"precision": float(precision), "recall": float(recall),
+                               "f1": float(f1), "support": int(confusion[i, :].sum())}
+    return {"classes": classes, "labels": [str(c) for c in prep.classes],
+            "confusion_matrix": confusion.tolist()}
+
+
+def predict(run_dir: Path, input_path: Path, which: str = "best", keep: list[str] = ()):
+    """Predictions for every row of a CSV, in input order, as a DataFrame."""
+    import pandas as pd
+
+    loaded = load_run(run_dir, which)
+    prep = loaded.preprocessing
+    x, frame = load_for_predict(input_path, prep, np.dtype(loaded.config.dtype), keep)
+    out = loaded.model.predict(x).astype(np.float64)
+    columns: dict[str, object] = {name: frame[name].to_numpy() for name in keep}
+    if prep.task == "classification":
+        columns[prep.targets[0]] = np.asarray(prep.classes, dtype=object)[out.argmax(axis=1)]
+        for i, label in enumerate(prep.classes):
+            columns[f"prob_{label}"] = out[:, i]
+    elif prep.task == "binary" and prep.classes:
+        p = out[:, 0]
+        columns[prep.targets[0]] = np.asarray(prep.classes, dtype=object)[(p > 0.5).astype(int)]
+        columns[f"prob_{prep.classes[0]}"] = 1 - p
+        columns[f"prob_{prep.classes[1]}"] = p
+    elif prep.task == "binary":
+        for i, target in enumerate(prep.targets):
+            columns[target] = (out[:, i] > 0.5).astype(int)
+            columns[f"prob_{target}"] = out[:, i]
+    else:
+        for i, target in enumerate(prep.targets):
+            columns[f"pred_{target}"] = out[:, i]
+    return pd.DataFrame(columns)

@@ -1,0 +1,608 @@
+"""The config schema (Pydantic v2) and `load_config(path, overrides) -> Config`.
+
+Every model forbids unknown keys. Errors are collected, not raised one at a time, and each
+names the file, the YAML line and the dotted path: `configs/x.yaml:12 optimizer.lr: must be
+greater than 0 (got -1)`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+import yaml
+from pydantic import (
+    BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator,
+)
+
+from .errors import ConfigError
+
+Activation = Literal["linear", "sigmoid", "relu", "tanh", "softmax"]
+RecurrentActivation = Literal["linear", "sigmoid", "relu", "tanh"]
+DenseInit = Literal["xavier_uniform", "xavier_normal", "he_uniform", "he_normal"]
+RecurrentInit = Literal["xavier_uniform", "xavier_normal", "he_uniform", "he_normal", "orthogonal"]
+LossName = Literal["mae", "mse", "binary_crossentropy", "categorical_crossentropy"]
+Mode = Literal["auto", "min", "max"]
+Unit = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- model --------------------------------------------------------------------------------
+
+class DenseSpec(Strict):
+    type: Literal["dense"]
+    units: int = Field(gt=0)
+    activation: Activation = "linear"
+    init: Optional[DenseInit] = None
+    l1: float = Field(0.0, ge=0)
+    l2: float = Field(0.0, ge=0)
+
+
+class DropoutSpec(Strict):
+    type: Literal["dropout"]
+    rate: float = Field(ge=0.0, lt=1.0)
+
+
+class RNNSpec(Strict):
+    type: Literal["rnn"]
+    units: int = Field(gt=0)
+    activation: RecurrentActivation = "tanh"
+    return_sequences: bool = False
+    init: Optional[DenseInit] = None
+    recurrent_init: RecurrentInit = "orthogonal"
+    l1: float = Field(0.0, ge=0)
+    l2: float = Field(0.0, ge=0)
+
+
+LayerSpec = Annotated[Union[DenseSpec, DropoutSpec, RNNSpec], Field(discriminator="type")]
+
+
+class ModelSpec(Strict):
+    layers: list[LayerSpec] = Field(min_length=1)
+
+
+# ---- optimizers (defaults as in PyTorch) ---------------------------------------------------
+
+class SGDSpec(Strict):
+    type: Literal["sgd"]
+    lr: float = Field(0.001, gt=0)
+    momentum: float = Field(0.0, ge=0)
+    nesterov: bool = False
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self):
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov: true needs a momentum greater than 0")
+        return self
+
+
+class MomentumSpec(Strict):
+    type: Literal["momentum"]
+    lr: float = Field(0.01, gt=0)
+    beta: Unit = 0.9
+
+
+class AdagradSpec(Strict):
+    type: Literal["adagrad"]
+    lr: float = Field(0.01, gt=0)
+    eps: float = Field(1e-10, ge=0)
+
+
+class AdadeltaSpec(Strict):
+    type: Literal["adadelta"]
+    lr: float = Field(1.0, gt=0)
+    rho: float = Field(0.9, ge=0, le=1)
+    eps: float = Field(1e-6, ge=0)
+
+
+class RMSpropSpec(Strict):
+    type: Literal["rmsprop"]
+    lr: float = Field(0.01, gt=0)
+    rho: Unit = 0.99
+    eps: float = Field(1e-8, ge=0)
+
+
+class AdamSpec(Strict):
+    type: Literal["adam"]
+    lr: float = Field(0.001, gt=0)
+    beta1: Unit = 0.9
+    beta2: Unit = 0.999
+    eps: float = Field(1e-8, ge=0)
+
+
+OptimizerSpec = Annotated[
+    Union[SGDSpec, MomentumSpec, AdagradSpec, AdadeltaSpec, RMSpropSpec, AdamSpec],
+    Field(discriminator="type"),
+]
+
+
+# ---- learning-rate schedules -----------------------------------------------------------------
+
+class StepSchedule(Strict):
+    type: Literal["step"]
+    step_size: int = Field(gt=0)
+    gamma: float = Field(0.1, gt=0)
+
+
+class ExponentialSchedule(Strict):
+    type: Literal["exponential"]
+    gamma: float = Field(gt=0)
+
+
+class CosineSchedule(Strict):
+    type: Literal["cosine"]
+    min_lr: float = Field(0.0, ge=0)
+
+
+class PlateauSchedule(Strict):
+    type: Literal["plateau"]
+    monitor: Optional[str] = None
+    mode: Mode = "auto"
+    factor: float = Field(0.1, gt=0, lt=1)
+    patience: int = Field(10, ge=0)
+    min_delta: float = Field(0.0, ge=0)
+    min_lr: float = Field(0.0, ge=0)
+
+
+ScheduleSpec = Annotated[
+    Union[StepSchedule, ExponentialSchedule, CosineSchedule, PlateauSchedule],
+    Field(discriminator="type"),
+]
+
+
+# ---- training ----------------------------------------------------------------------------
+
+class EarlyStopping(Strict):
+    monitor: Optional[str] = None
+    mode: Mode = "auto"
+    patience: int = Field(10, ge=0)
+    min_delta: float = Field(0.0, ge=0)
+    restore_best: bool = True
+
+
+class CheckpointSpec(Strict):
+    monitor: Optional[str] = None
+    mode: Mode = "auto"
+    keep_last: int = Field(3, ge=0)
+
+
+class TrainingSpec(Strict):
+    epochs: int = Field(100, gt=0)
+    batch_size: int = Field(32, gt=0)
+    shuffle: bool = True
+    clip_norm: Optional[float] = Field(None, gt=0)
+    clip_value: Optional[float] = Field(None, gt=0)
+    early_stopping: Optional[EarlyStopping] = None
+    lr_schedule: Optional[ScheduleSpec] = None
+    checkpoint: CheckpointSpec = CheckpointSpec()
+
+
+# ---- data --------------------------------------------------------------------------------
+
+class SequenceSpec(Strict):
+    steps: int = Field(gt=0)
+    features: int = Field(gt=0)
+
+
+class DataSpec(Strict):
+    train: str
+    validation: Union[float, str, None] = 0.2
+    test: Optional[str] = None
+    target: Union[str, list[str]]
+    features: Optional[list[str]] = None
+    scale: Literal["standard", "minmax", "none"] = "standard"
+    sequence: Optional[SequenceSpec] = None
+
+    @field_validator("validation", mode="before")
+    @classmethod
+    def _fraction_or_path(cls, value):
+        if value is None:
+            return None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"a fraction must be between 0 and 1 exclusive (got {value:g})")
+            return float(value)
+        if isinstance(value, str) and value.strip():
+            return value
+        raise ValueError(f"must be a fraction, a CSV path or null (got {value!r})")
+
+    @field_validator("target", mode="before")
+    @classmethod
+    def _column_names(cls, value):
+        if isinstance(value, str) and value:
+            return value
+        if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+            if len(set(value)) != len(value):
+                raise ValueError("names a column twice")
+            return value
+        raise ValueError(f"must be a column name or a list of column names (got {value!r})")
+
+    @property
+    def targets(self) -> list[str]:
+        return [self.target] if isinstance(self.target, str) else list(self.target)
+
+
+# ---- the whole config ----------------------------------------------------------------------
+
+class Config(Strict):
+    name: Optional[str] = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
+    seed: int = Field(0, ge=0)
+    dtype: Literal["float32", "float64"] = "float32"
+    data: DataSpec
+    model: ModelSpec
+    loss: LossName
+    optimizer: OptimizerSpec = AdamSpec(type="adam")
+    training: TrainingSpec = TrainingSpec()
+
+    _source: Optional["Source"] = PrivateAttr(default=None)
+
+    @property
+    def task(self) -> str:
+        """classification (softmax classes), binary (sigmoid outputs) or regression."""
+        return {"categorical_crossentropy": "classification",
+                "binary_crossentropy": "binary"}.get(self.loss, "regression")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def metric_names(task: str) -> list[str]:
+    """The per-epoch metrics besides the loss."""
+    return ["accuracy"] if task in ("classification", "binary") else ["mae", "r2"]
+
+
+def monitor_mode(monitor: str, mode: str) -> str:
+    """`auto` means maximize accuracy and R^2, minimize losses and errors."""
+    if mode != "auto":
+        return mode
+    return "max" if monitor.endswith(("accuracy", "r2")) else "min"
+
+
+# ---- locating problems in the YAML -------------------------------------------------------------
+
+@dataclass
+class Source:
+    """Where a config came from, to name the line of each problem."""
+
+    path: Path
+    root: Any = None  # the composed YAML node tree
+    overrides: dict[str, str] = field(default_factory=dict)  # dotted path -> "KEY=VALUE"
+
+    def locate(self, loc: tuple, keep_last: bool = False) -> tuple[str, Optional[int]]:
+        """Map a Pydantic error location to (dotted path, YAML line). Location parts that are
+        not in the YAML (union tags such as 'dense') are dropped."""
+        node, line, parts = self.root, None, []
+        for i, part in enumerate(loc):
+            child = _child(node, part)
+            if child is not None:
+                parts.append(str(part))
+                node = child
+                line = child.start_mark.line + 1
+            elif keep_last and i == len(loc) - 1:
+                parts.append(str(part))
+            elif isinstance(part, (int, str)) and not _is_union_tag(node, part):
+                parts.append(str(part))
+                node = None
+        return ".".join(parts), line
+
+    def where(self, dotted: str, line: Optional[int]) -> str:
+        for key, assignment in self.overrides.items():
+            if dotted == key:
+                return f"--set {assignment}"
+            if dotted.startswith(key + "."):
+                return f"--set {assignment}: {dotted}"
+        prefix = f"{self.path}:{line}" if line else f"{self.path}"
+        return f"{prefix} {dotted}" if dotted else prefix
+
+    def problem(self, dotted: str, message: str) -> str:
+        """A problem at a dotted path found after validation (e.g. a check against the data)."""
+        loc = tuple(int(p) if p.isdigit() else p for p in dotted.split("."))
+        _, line = self.locate(loc, keep_last=True)
+        return f"{self.where(dotted, line)}: {message}"
+
+
+def _child(node, part):
+    if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+        for key, value in node.value:
+            if key.value == part:
+                return value
+    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        return node.value[part]
+    return None
+
+
+def _is_union_tag(node, part) -> bool:
+    if isinstance(node, yaml.MappingNode):
+        return any(k.value == "type" and v.value == part for k, v in node.value)
+    return False
+
+
+def _describe(error: dict) -> str:
+    kind, message = error["type"], error["msg"]
+    given = error.get("input")
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "union_tag_invalid":
+        expected = error["ctx"]["expected_tags"].replace("'", "")
+        return f"unknown type {error['ctx']['tag']!r}; expected one of: {expected}"
+    if kind == "union_tag_not_found":
+        return "needs a 'type' key"
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    if message.startswith("Input should be"):
+        message = "must be" + message[len("Input should be"):]
+    elif message.startswith("List should have"):
+        message = "must have" + message[len("List should have"):]
+    elif message.startswith("String should"):
+        message = "must" + message[len("String should"):]
+    if given is not None and not isinstance(given, (dict, list)) and "(got" not in message:
+        message += f" (got {given!r})" if isinstance(given, str) else f" (got {given})"
+    return message[0].lower() + message[1:]
+
+
+def _suggest(loc: tuple, known: set[str]) -> str:
+    close = difflib.get_close_matches(str(loc[-1]), sorted(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _fields_at(loc: tuple) -> set[str]:
+    """Field names of the model that would hold `loc[-1]`, for 'did you mean' hints."""
+    model: Any = Config
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        inner = getattr(model, "model_fields", {}).get(part)
+        if inner is None:
+            tagged = {
+                "dense": DenseSpec, "dropout": DropoutSpec, "rnn": RNNSpec, "sgd": SGDSpec,
+                "momentum": MomentumSpec, "adagrad": AdagradSpec, "adadelta": AdadeltaSpec,
+                "rmsprop": RMSpropSpec, "adam": AdamSpec, "step": StepSchedule,
+                "exponential": ExponentialSchedule, "cosine": CosineSchedule,
+                "plateau": PlateauSchedule,
+            }.get(part)
+            if tagged is None:
+                return set()
+            model = tagged
+            continue
+        model = _model_in(inner.annotation)
+        if model is None:
+            return set()
+    return set(getattr(model, "model_fields", {}))
+
+
+def _model_in(annotation) -> Any:
+    """The first BaseModel class inside an annotation such as Optional[list[X]]."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def format_errors(exc: ValidationError, source: Source) -> list[str]:
+    problems = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        keep_last = error["type"] in ("missing", "extra_forbidden")
+        dotted, line = source.locate(loc, keep_last=keep_last)
+        message = _describe(error)
+        if error["type"] == "extra_forbidden":
+            message += _suggest(loc, _fields_at(loc))
+        problem = f"{source.where(dotted, line)}: {message}"
+        if problem not in problems:
+            problems.append(problem)
+    return problems
+
+
+# ---- loading ------------------------------------------------------------------------------
+
+def parse_override(assignment: str) -> tuple[list[str | int], Any]:
+    """'model.layers.0.units=128' -> (['model', 'layers', 0, 'units'], 128)."""
+    key, sep, text = assignment.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {assignment}: expected KEY=VALUE with a dotted KEY")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {assignment}: the value is not valid YAML ({_short(exc)})")
+    path = [int(p) if p.isdigit() else p for p in key.split(".")]
+    return path, value
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    path, value = parse_override(assignment)
+    node: Any = raw
+    for depth, part in enumerate(path[:-1]):
+        here = ".".join(map(str, path[:depth + 1]))
+        if isinstance(node, list):
+            if not isinstance(part, int) or part >= len(node):
+                raise ConfigError(
+                    f"--set {assignment}: {here} is not an index into a list of {len(node)}"
+                )
+            node = node[part]
+        elif isinstance(node, dict):
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+        else:
+            raise ConfigError(f"--set {assignment}: {here} is not a mapping or a list")
+    last = path[-1]
+    if isinstance(node, list):
+        if not isinstance(last, int) or last > len(node):
+            raise ConfigError(f"--set {assignment}: no index {last} in a list of {len(node)}")
+        if last == len(node):
+            node.append(value)
+        else:
+            node[last] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise ConfigError(f"--set {assignment}: cannot set a key inside a {type(node).__name__}")
+
+
+def _short(exc: yaml.YAMLError) -> str:
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    return f"line {mark.line + 1}: {problem}" if mark else problem
+
+
+def read_yaml(path: Path) -> tuple[Any, Any]:
+    """Return (data, node tree) of a YAML file, or raise ConfigError naming the line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}{line}: not valid YAML ({problem})") from None
+    return data, root
+
+
+def load_config(path: str | Path, overrides: list[str] = (), defaults: bool = True) -> Config:
+    """Read, override, validate and resolve a config file.
+
+    Relative data paths resolve against the config's folder; `name` defaults to the file's
+    stem; monitors default to val_loss with validation data, else train_loss.
+    """
+    path = Path(path)
+    raw, root = read_yaml(path)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}:1: the config must be a mapping of keys to values")
+    source = Source(path, root)
+    problems = []
+    for assignment in overrides:
+        try:
+            apply_override(raw, assignment)
+            source.overrides[assignment.partition("=")[0].strip()] = assignment
+        except ConfigError as exc:
+            problems += exc.problems
+    if problems:
+        raise ConfigError(problems)
+
+    _resolve_paths(raw, path.parent)
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc, source)) from None
+    config._source = source
+    if config.name is None:
+        config.name = _safe_name(path.stem)
+    _fill_monitors(config)
+    problems = check_structure(config)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def source_of(config: Config) -> Source:
+    return config._source or Source(Path("config"))
+
+
+def _resolve_paths(raw: dict, base: Path) -> None:
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        return
+    for key in ("train", "validation", "test"):
+        value = data.get(key)
+        if isinstance(value, str) and value.strip():
+            data[key] = str((base / value).resolve())
+
+
+def _safe_name(stem: str) -> str:
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in stem).lstrip("._-")
+    return cleaned or "run"
+
+
+def _fill_monitors(config: Config) -> None:
+    default = "val_loss" if config.data.validation is not None else "train_loss"
+    training = config.training
+    if training.early_stopping and training.early_stopping.monitor is None:
+        training.early_stopping.monitor = default
+    if training.checkpoint.monitor is None:
+        training.checkpoint.monitor = default
+    schedule = training.lr_schedule
+    if isinstance(schedule, PlateauSchedule) and schedule.monitor is None:
+        schedule.monitor = default
+
+
+def check_structure(config: Config) -> list[str]:
+    """Checks that need the whole config but not the data."""
+    source = source_of(config)
+    problems = []
+    layers = config.model.layers
+    last_index = len(layers) - 1
+    last = layers[-1]
+    if not isinstance(last, DenseSpec):
+        problems.append(source.problem(
+            f"model.layers.{last_index}.type",
+            f"the last layer must be dense (got {last.type})"))
+    else:
+        required = {"categorical_crossentropy": "softmax", "binary_crossentropy": "sigmoid"}
+        need = required.get(config.loss)
+        if need and last.activation != need:
+            problems.append(source.problem(
+                f"model.layers.{last_index}.activation",
+                f"loss {config.loss} needs a {need} output layer (got {last.activation})"))
+        if config.task == "regression" and last.activation == "softmax":
+            problems.append(source.problem(
+                f"model.layers.{last_index}.activation",
+                f"softmax outputs sum to 1, which does not suit the regression loss {config.loss}"))
+    for i, layer in enumerate(layers):
+        if isinstance(layer, DenseSpec) and layer.activation == "softmax" and i != last_index:
+            problems.append(source.problem(
+                f"model.layers.{i}.activation", "softmax is only for the output layer"))
+
+    # Shapes: sequences flow through rnn layers; dense layers take flat inputs.
+    sequence = config.data.sequence is not None
+    for i, layer in enumerate(layers):
+        if isinstance(layer, RNNSpec):
+            if not sequence:
+                problems.append(source.problem(
+                    f"model.layers.{i}", "an rnn layer needs sequence input: set data.sequence"
+                    + ("" if i == 0 else " and put rnn layers first")))
+                break
+            sequence = layer.return_sequences
+        elif isinstance(layer, DenseSpec) and sequence:
+            where = "data.sequence is set" if i == 0 or not any(
+                isinstance(l, RNNSpec) for l in layers[:i]) else \
+                "the rnn layer before it has return_sequences: true"
+            problems.append(source.problem(
+                f"model.layers.{i}", f"a dense layer needs flat input, but {where}"))
+            break
+
+    known = {f"{split}_{m}" for split in ("train", "val")
+             for m in ["loss"] + metric_names(config.task)}
+    if config.data.validation is None:
+        known = {m for m in known if m.startswith("train_")}
+    monitors = [("training.checkpoint.monitor", config.training.checkpoint.monitor)]
+    if config.training.early_stopping:
+        monitors.append(("training.early_stopping.monitor", config.training.early_stopping.monitor))
+    if isinstance(config.training.lr_schedule, PlateauSchedule):
+        monitors.append(("training.lr_schedule.monitor", config.training.lr_schedule.monitor))
+    for dotted, monitor in monitors:
+        if monitor not in known:
+            hint = "" if config.data.validation is not None or not monitor.startswith("val_") \
+                else " (there is no validation data)"
+            problems.append(source.problem(
+                dotted, f"unknown metric {monitor!r}{hint}; expected one of: "
+                + ", ".join(sorted(known))))
+    return problems
