@@ -7,6 +7,7 @@ config -> data + model + optimizer -> trainer -> run directory.
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -161,6 +162,9 @@ def stop_on_signals(trainer: Trainer):
     """SIGINT/SIGTERM ask the trainer to stop after the current batch; a second SIGINT
     stops at once."""
     received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received  # only the main thread may install signal handlers
+        return
 
     def handler(signum, frame):
         received.append(signum)
@@ -198,7 +202,10 @@ def _fit(session: Session, run: Run, started: float, previous_seconds: float) ->
                 run.log(f"interrupted by {signal.Signals(signum).name} at epoch "
                         f"{trainer.epoch + 1}, batch {trainer.batch}; saved checkpoints/last")
     except BaseException as exc:
-        summary.update(_outcome(trainer, "failed", started, previous_seconds))
+        # A second Ctrl-C lands mid-step: the state in memory is half-updated, so nothing is
+        # saved and the last checkpoint (the previous epoch's) is where a resume starts.
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        summary.update(_outcome(trainer, status, started, previous_seconds))
         summary["message"] = f"{type(exc).__name__}: {exc}"
         _try_write_summary(run, summary)
         raise

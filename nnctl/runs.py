@@ -141,12 +141,11 @@ class Run:
         self.save(trainer, stems)
         self.prune()
 
-    def prune(self, protect: Optional[str] = None) -> None:
-        """Keep the `keep_last` newest epoch checkpoints (by number, 9 < 10 < 100)."""
-        numbered = sorted(epoch_checkpoints(self.checkpoints), key=lambda item: item[0])
-        for number, stem in numbered[:max(len(numbered) - self.keep_last, 0)]:
-            if stem == protect:
-                continue
+    def prune(self) -> None:
+        """Keep the `keep_last` newest epoch checkpoints (by number, 9 < 10 < 100). `last`
+        and `best` are hard links of their own, so pruning never removes what they hold."""
+        numbered = sorted(epoch_checkpoints(self.checkpoints))
+        for _, stem in numbered[:max(len(numbered) - self.keep_last, 0)]:
             for ext in (".json", ".npz"):
                 (self.checkpoints / f"{stem}{ext}").unlink(missing_ok=True)
 
@@ -247,8 +246,3 @@ def find_runs(root: Path) -> list[Path]:
 
 def command_line() -> str:
     return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
-
-
-def prepare_resume(run: Run) -> None:
-    remove_temp_files(run.checkpoints)
-    remove_temp_files(run.path)

@@ -1,0 +1,279 @@
+"""Run tables: `nnctl runs list` (one row per run directory) and `nnctl runs show`.
+
+A row comes from a run's summary.json and config.yaml. Its parameters are the config's values
+flattened to dotted keys (`optimizer.lr`, `model.layers.0.units`); a listing shows the keys
+whose values differ between the listed runs, so a sweep's table shows what was swept.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from .errors import UserError
+from .runs import find_runs, open_run, read_metrics, read_summary
+
+FORMATS = ("table", "csv", "json")
+NOT_PARAMETERS = {"name"}  # differs between runs by construction; the run column shows it
+TABLE_PARAMETERS = 8  # more differing keys than this go to csv/json only
+FIXED_COLUMNS = ("run", "run_dir", "name", "status", "epochs", "best_epoch")
+
+
+@dataclass
+class RunRow:
+    path: Path
+    name: str
+    status: str
+    epochs: Optional[int]
+    best_epoch: Optional[int]
+    metrics: dict[str, float]  # val_* of the best epoch, test_* of the test data
+    wall_seconds: Optional[float]
+    config: dict[str, Any]  # flattened config.yaml
+    params: dict[str, Any] = field(default_factory=dict)  # the keys that differ between rows
+
+    def record(self) -> dict:
+        """The row as one flat dict (csv, json): fixed columns, metrics, wall time, params."""
+        out = {"run": self.path.name, "run_dir": str(self.path), "name": self.name,
+               "status": self.status, "epochs": self.epochs, "best_epoch": self.best_epoch}
+        out.update(self.metrics)
+        out["wall_seconds"] = self.wall_seconds
+        return out
+
+    def value(self, column: str) -> Any:
+        if column in self.params:
+            return self.params[column]
+        return self.record().get(column)
+
+
+# ---- reading ----------------------------------------------------------------------------------
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """{'optimizer': {'lr': 0.01}, 'model': {'layers': [{'units': 8}]}} ->
+    {'optimizer.lr': 0.01, 'model.layers.0.units': 8}. Empty mappings and lists are leaves."""
+    if isinstance(value, dict) and value:
+        items = ((str(k), v) for k, v in value.items())
+    elif isinstance(value, list) and value:
+        items = ((str(i), v) for i, v in enumerate(value))
+    else:
+        return {prefix: value} if prefix else {}
+    out: dict[str, Any] = {}
+    for key, inner in items:
+        out.update(flatten(inner, f"{prefix}.{key}" if prefix else key))
+    return out
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    return flatten(raw) if isinstance(raw, dict) else {}
+
+
+def run_row(run_dir: Path) -> RunRow:
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    summary = read_summary(run_dir)
+    if summary is None:  # still training, or killed before it could write one
+        history = read_metrics(run_dir)
+        return RunRow(run_dir, str(config.get("name", run_dir.name)), "unfinished",
+                      len(history) if history else None, None, {}, None, config)
+    metrics = {k: v for k, v in (summary.get("best") or {}).items() if k.startswith("val_")}
+    metrics.update({f"test_{k}": v for k, v in (summary.get("test") or {}).items()
+                    if isinstance(v, (int, float))})
+    return RunRow(run_dir, str(summary.get("name") or config.get("name", run_dir.name)),
+                  str(summary.get("status", "unknown")), summary.get("epochs_run"),
+                  summary.get("best_epoch"), metrics, summary.get("wall_seconds"), config)
+
+
+def differing_keys(configs: list[dict[str, Any]]) -> list[str]:
+    """Dotted keys whose values are not the same in every config (missing counts as a value),
+    in the order they first appear."""
+    if len(configs) < 2:
+        return []
+    keys: dict[str, None] = {}
+    for config in configs:
+        keys.update(dict.fromkeys(config))
+    return [key for key in keys if key not in NOT_PARAMETERS
+            and len({(key in c, json.dumps(c.get(key), sort_keys=True, default=str))
+                     for c in configs}) > 1]
+
+
+def with_params(rows: list[RunRow]) -> list[str]:
+    """Fill each row's params with the keys that differ between the rows; return the keys."""
+    keys = differing_keys([row.config for row in rows])
+    for row in rows:
+        row.params = {key: row.config.get(key) for key in keys}
+    return keys
+
+
+def list_runs(root: Path) -> list[RunRow]:
+    rows = [run_row(path) for path in find_runs(root)]
+    with_params(rows)
+    return rows
+
+
+# ---- sorting ----------------------------------------------------------------------------------
+
+def metric_columns(rows: list[RunRow]) -> list[str]:
+    """val_loss, the other val_* metrics, then test_loss and the other test_* metrics."""
+    seen: dict[str, None] = {}
+    for row in rows:
+        seen.update(dict.fromkeys(row.metrics))
+    return sorted(seen, key=lambda k: (not k.startswith("val_"), not k.endswith("_loss")))
+
+
+def higher_is_better(column: str) -> bool:
+    return column.endswith(("accuracy", "r2"))
+
+
+def sort_rows(rows: list[RunRow], column: str) -> list[RunRow]:
+    """Best first for metrics (accuracy and R^2 descending, losses and errors ascending),
+    ascending for everything else; runs without a value go last."""
+    known = list(FIXED_COLUMNS) + metric_columns(rows) + ["wall_seconds"]
+    if rows:
+        known += list(rows[0].params)
+    if column not in known:
+        raise UserError(f"--sort: unknown column {column!r}; expected one of: "
+                        + ", ".join(known))
+    have = [row for row in rows if isinstance(row.value(column), (int, float, str))]
+    missing = [row for row in rows if row not in have]
+    numeric = all(isinstance(row.value(column), (int, float)) for row in have)
+    key = (lambda row: row.value(column)) if numeric else (lambda row: str(row.value(column)))
+    reverse = numeric and higher_is_better(column)
+    return sorted(have, key=key, reverse=reverse) + missing
+
+
+# ---- output -----------------------------------------------------------------------------------
+
+def format_table(headers: list[str], rows: list[list[str]], right: set[int] = frozenset()) -> str:
+    """Columns padded to their widest cell; columns in `right` aligned right."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return "\n".join([line(headers)] + [line(r) for r in rows])
+
+
+def format_seconds(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes}m{rest:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def format_value(value: Any) -> str:
+    """A parameter as it reads in a table: floats to 4 significant digits, YAML for the rest."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def render(rows: list[RunRow], fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise UserError(f"--format: must be one of {', '.join(FORMATS)} (got {fmt!r})")
+    metrics = metric_columns(rows)
+    params = list(rows[0].params) if rows else []
+    if fmt == "json":
+        records = []
+        for row in rows:
+            record = row.record()
+            record["params"] = row.params
+            records.append(record)
+        return json.dumps(records, indent=2, allow_nan=False, default=str)
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        columns = list(FIXED_COLUMNS) + metrics + ["wall_seconds"]
+        writer.writerow(columns + params)
+        for row in rows:
+            record = row.record()
+            writer.writerow([_cell(record.get(c)) for c in columns]
+                            + [format_value(row.params[p]) if isinstance(row.params[p], (dict, list))
+                               else _cell(row.params[p]) for p in params])
+        return buffer.getvalue().rstrip("\n")
+    shown = params[:TABLE_PARAMETERS]
+    headers = ["run", "status", "epochs", "best"] + metrics + ["wall"] + shown
+    table = []
+    for row in rows:
+        table.append([row.path.name, row.status, _cell(row.epochs), _cell(row.best_epoch)]
+                     + [f"{row.metrics[m]:.4f}" if m in row.metrics else "" for m in metrics]
+                     + [format_seconds(row.wall_seconds)]
+                     + [format_value(row.params[p]) for p in shown])
+    right = set(range(2, 5 + len(metrics)))
+    text = format_table(headers, table, right)
+    if len(params) > len(shown):
+        text += (f"\n({len(params) - len(shown)} more differing parameters: "
+                 "see --format csv or json)")
+    return text
+
+
+# ---- runs show --------------------------------------------------------------------------------
+
+def _metrics_line(row: Optional[dict], skip: tuple = ("epoch", "lr", "seconds")) -> str:
+    if not row:
+        return ""
+    return "  ".join(f"{k} {v:.4f}" for k, v in row.items()
+                     if k not in skip and isinstance(v, (int, float)))
+
+
+def show_run(run_dir: Path, last: int = 5) -> str:
+    """A run's summary, its resolved config and the metrics of its last epochs."""
+    run_dir = open_run(run_dir)
+    summary = read_summary(run_dir)
+    lines = [f"run        {run_dir}"]
+    if summary is None:
+        lines.append("status     unfinished (no summary.json yet)")
+    else:
+        status = summary.get("status", "unknown")
+        lines.append(f"status     {status}: {summary.get('epochs_run')} epochs, best epoch "
+                     f"{summary.get('best_epoch')}, {format_seconds(summary.get('wall_seconds'))}")
+        if summary.get("message"):
+            lines.append(f"message    {summary['message']}")
+        lines.append(f"monitor    {summary.get('monitor', '')}")
+        lines.append(f"seed       {summary.get('seed', '')}")
+        lines.append(f"command    {summary.get('command', '')}")
+        found = summary.get("versions") or {}
+        lines.append("versions   " + ", ".join(f"{k} {v}" for k, v in found.items()))
+        best, final = summary.get("best"), summary.get("final")
+        if best:
+            lines.append(f"best       epoch {best.get('epoch')}: {_metrics_line(best)}")
+        if final:
+            lines.append(f"final      epoch {final.get('epoch')}: {_metrics_line(final)}")
+        if summary.get("test"):
+            lines.append(f"test       {_metrics_line(summary['test'])}")
+    lines += ["", "config.yaml"]
+    text = (run_dir / "config.yaml").read_text(encoding="utf-8")
+    lines += ["  " + line for line in text.rstrip("\n").splitlines()]
+    history = read_metrics(run_dir)
+    if history and last > 0:
+        tail = history[-last:]
+        headers = list(tail[0])
+        cells = [[f"{row[h]:.4g}" if h in ("lr", "seconds") and isinstance(row[h], float)
+                  else f"{row[h]:.4f}" if isinstance(row[h], float) else str(row[h])
+                  for h in headers] for row in tail]
+        lines += ["", f"last {len(tail)} of {len(history)} epochs (metrics.csv)",
+                  format_table(headers, cells, set(range(len(headers))))]
+    return "\n".join(lines)
