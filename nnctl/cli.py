@@ -180,6 +180,77 @@ def validate(
     typer.echo(load_config(config, list(set_)).to_yaml(), nl=False)
 
 
+@runs_app.command("list")
+@user_errors
+def runs_list(
+    runs_dir: Path = typer.Option(Path("runs"), help="Folder searched for run directories, sweep folders included."),
+    sort: Optional[str] = typer.Option(None, help="Sort by a column, e.g. val_accuracy (best first) or wall_seconds."),
+    format_: str = typer.Option("table", "--format", help="table, csv or json."),
+):
+    """One row per run: status, epochs, best epoch, best validation and test metrics, wall
+    time, and the config values that differ between the listed runs."""
+    from .listing import list_runs, render, sort_rows
+
+    rows = list_runs(runs_dir)
+    if sort is not None:
+        rows = sort_rows(rows, sort)
+    if not rows and format_ == "table":
+        typer.echo(f"no runs found below {runs_dir}", err=True)
+        return
+    typer.echo(render(rows, format_))
+
+
+@runs_app.command("show")
+@user_errors
+def runs_show(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    last: int = typer.Option(5, help="How many of the last epochs' metrics to show."),
+):
+    """A run's summary, its resolved config and its last epochs' metrics."""
+    from .listing import show_run
+
+    typer.echo(show_run(run_dir, last))
+
+
+@app.command()
+@user_errors
+def plot(
+    run_dirs: List[Path] = typer.Argument(..., help="One or more run directories (overlaid)."),
+    output: Path = typer.Option(Path("curves.png"), "-o", "--output", help="Image file to write (.png, .svg, .pdf)."),
+    confusion: bool = typer.Option(False, "--confusion", help="Add the confusion matrix of the run's eval (one classification run)."),
+):
+    """Plot learning curves (loss and main metric, train and validation, per epoch) of one or
+    more runs into an image file, and print its path."""
+    from .plots import plot_runs
+
+    typer.echo(str(plot_runs(list(run_dirs), output, confusion)))
+
+
+@app.command()
+@user_errors
+def sweep(
+    sweep_file: Path = typer.Argument(..., help="The sweep YAML file."),
+    workers: int = typer.Option(1, min=1, help="How many trials train at a time."),
+    runs_dir: Path = typer.Option(Path("runs"), help="Folder in which the sweep folder is made."),
+    print_commands: bool = typer.Option(False, "--print-commands", help="Print one shell command per trial and run nothing."),
+):
+    """Run a grid or random search: one `nnctl train` process per trial, into one sweep
+    folder with sweep.csv, then print the trials ranked by the metric and the folder's path.
+    Exit code 0 if every trial completed, 4 if any failed (the others still run), 2 for a bad
+    sweep file, 130/143 if interrupted."""
+    from .sweep import load_sweep, print_commands as commands_of, ranked_table, run_sweep
+
+    spec = load_sweep(sweep_file)
+    if print_commands:
+        for line in commands_of(spec, runs_dir):
+            typer.echo(line)
+        return
+    result = run_sweep(spec, runs_dir, workers)
+    typer.echo(ranked_table(spec, result.outcomes))
+    typer.echo(str(result.folder))
+    raise typer.Exit(result.exit_code)
+
+
 def main() -> None:
     limit_blas_threads()
     app()

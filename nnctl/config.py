@@ -322,7 +322,7 @@ def _is_union_tag(node, part) -> bool:
     return False
 
 
-def _describe(error: dict) -> str:
+def describe_error(error: dict) -> str:
     kind, message = error["type"], error["msg"]
     given = error.get("input")
     if kind == "missing":
@@ -347,7 +347,7 @@ def _describe(error: dict) -> str:
     return message[0].lower() + message[1:]
 
 
-def _suggest(loc: tuple, known: set[str]) -> str:
+def suggest(loc: tuple, known: set[str]) -> str:
     close = difflib.get_close_matches(str(loc[-1]), sorted(known), n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
 
@@ -394,9 +394,9 @@ def format_errors(exc: ValidationError, source: Source) -> list[str]:
         loc = tuple(error["loc"])
         keep_last = error["type"] in ("missing", "extra_forbidden")
         dotted, line = source.locate(loc, keep_last=keep_last)
-        message = _describe(error)
+        message = describe_error(error)
         if error["type"] == "extra_forbidden":
-            message += _suggest(loc, _fields_at(loc))
+            message += suggest(loc, _fields_at(loc))
         problem = f"{source.where(dotted, line)}: {message}"
         if problem not in problems:
             problems.append(problem)
@@ -505,7 +505,7 @@ def load_config(path: str | Path, overrides: list[str] = (), defaults: bool = Tr
         raise ConfigError(format_errors(exc, source)) from None
     config._source = source
     if config.name is None:
-        config.name = _safe_name(path.stem)
+        config.name = safe_name(path.stem)
     _fill_monitors(config)
     problems = check_structure(config)
     if problems:
@@ -527,7 +527,7 @@ def _resolve_paths(raw: dict, base: Path) -> None:
             data[key] = str((base / value).resolve())
 
 
-def _safe_name(stem: str) -> str:
+def safe_name(stem: str) -> str:
     cleaned = "".join(c if c.isalnum() or c in "._-" else "-" for c in stem).lstrip("._-")
     return cleaned or "run"
 

@@ -191,6 +191,15 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _param_cell(value: Any) -> str:
+    """Full precision for numbers; true/false/null and JSON for the rest."""
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (int, str)) and not isinstance(value, bool):
+        return str(value)
+    return format_value(value)
+
+
 def render(rows: list[RunRow], fmt: str) -> str:
     if fmt not in FORMATS:
         raise UserError(f"--format: must be one of {', '.join(FORMATS)} (got {fmt!r})")
@@ -211,8 +220,7 @@ def render(rows: list[RunRow], fmt: str) -> str:
         for row in rows:
             record = row.record()
             writer.writerow([_cell(record.get(c)) for c in columns]
-                            + [format_value(row.params[p]) if isinstance(row.params[p], (dict, list))
-                               else _cell(row.params[p]) for p in params])
+                            + [_param_cell(row.params[p]) for p in params])
         return buffer.getvalue().rstrip("\n")
     shown = params[:TABLE_PARAMETERS]
     headers = ["run", "status", "epochs", "best"] + metrics + ["wall"] + shown
@@ -223,6 +231,9 @@ def render(rows: list[RunRow], fmt: str) -> str:
                      + [format_seconds(row.wall_seconds)]
                      + [format_value(row.params[p]) for p in shown])
     right = set(range(2, 5 + len(metrics)))
+    right |= {5 + len(metrics) + i for i, p in enumerate(shown)
+              if all(isinstance(row.params[p], (int, float)) and not isinstance(row.params[p], bool)
+                     for row in rows)}
     text = format_table(headers, table, right)
     if len(params) > len(shown):
         text += (f"\n({len(params) - len(shown)} more differing parameters: "
@@ -271,9 +282,13 @@ def show_run(run_dir: Path, last: int = 5) -> str:
     if history and last > 0:
         tail = history[-last:]
         headers = list(tail[0])
-        cells = [[f"{row[h]:.4g}" if h in ("lr", "seconds") and isinstance(row[h], float)
-                  else f"{row[h]:.4f}" if isinstance(row[h], float) else str(row[h])
-                  for h in headers] for row in tail]
+        cells = [[_epoch_cell(h, row.get(h)) for h in headers] for row in tail]
         lines += ["", f"last {len(tail)} of {len(history)} epochs (metrics.csv)",
                   format_table(headers, cells, set(range(len(headers))))]
     return "\n".join(lines)
+
+
+def _epoch_cell(column: str, value: Any) -> str:
+    if column == "epoch" or not isinstance(value, (int, float)):
+        return str(value)
+    return f"{value:.4g}" if column in ("lr", "seconds") else f"{value:.4f}"

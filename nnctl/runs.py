@@ -14,6 +14,7 @@ import os
 import platform
 import re
 import secrets
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ CHECKPOINTS = "checkpoints"
 EPOCH_STEM = re.compile(r"^epoch-(\d+)$")
 
 
-def create_run_dir(runs_dir: Path, name: str) -> Path:
+def create_run_dir(runs_dir: Path, name: str, checkpoints: bool = True) -> Path:
     """Make a fresh run directory with os.mkdir: never reused, never overwritten, and safe
     when many processes start at once with the same name."""
     runs_dir = Path(runs_dir)
@@ -49,7 +50,8 @@ def create_run_dir(runs_dir: Path, name: str) -> Path:
             continue
         except OSError as exc:
             raise UserError(f"{path}: cannot create the run directory ({exc.strerror})") from None
-        (path / CHECKPOINTS).mkdir()
+        if checkpoints:
+            (path / CHECKPOINTS).mkdir()
         return path
     raise UserError(f"{runs_dir}: no free run directory name for {name!r}")
 
@@ -245,4 +247,7 @@ def find_runs(root: Path) -> list[Path]:
 
 
 def command_line() -> str:
-    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    """The command as a user would type it again (`python -m nnctl.cli` reads as `nnctl`)."""
+    program = Path(sys.argv[0])
+    name = "nnctl" if program.name in ("nnctl", "cli.py", "__main__.py") else program.name
+    return shlex.join([name, *sys.argv[1:]])

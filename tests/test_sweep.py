@@ -1,0 +1,248 @@
+"""`nnctl sweep`: trials from a sweep file, run as `nnctl train` processes, ranked in sweep.csv;
+and the same sweep as printed commands run by `xargs -P`."""
+
+import csv
+import itertools
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from nnctl.cli import app
+from nnctl.config import parse_override
+from nnctl.sweep import SweepSpec, generate_trials, load_sweep, yaml_value
+
+ROOT = Path(__file__).resolve().parents[1]
+IRIS = ROOT / "datasets" / "iris.csv"
+
+BASE = f"""\
+seed: 0
+data: {{train: {IRIS}, validation: 0.2, target: species}}
+model:
+  layers:
+    - {{type: dense, units: 8, activation: relu}}
+    - {{type: dense, units: 3, activation: softmax}}
+loss: categorical_crossentropy
+optimizer: {{type: adam, lr: 0.01}}
+training: {{epochs: 4, batch_size: 16}}
+"""
+
+GRID = """\
+config: base.yaml
+method: grid
+metric: val_loss
+goal: minimize
+parameters:
+  optimizer.lr: [0.05, 0.002]
+  model.layers.0.units: [4, 16]
+"""
+
+
+def nnctl(*args, cwd, env=None):
+    return subprocess.run([sys.executable, "-m", "nnctl.cli", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def write_sweep(folder: Path, text: str, name: str = "grid.yaml") -> Path:
+    (folder / "base.yaml").write_text(BASE)
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_grid_sweep_with_two_workers_ranks_every_trial(tmp_path):
+    write_sweep(tmp_path, GRID)
+    result = nnctl("sweep", "grid.yaml", "--workers", "2", "--runs-dir", "runs", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+    folders = list((tmp_path / "runs").iterdir())
+    assert len(folders) == 1 and folders[0].name.startswith("grid-")
+    folder = folders[0]
+    assert result.stdout.strip().splitlines()[-1] == str(Path("runs") / folder.name)
+    assert (folder / "sweep.yaml").read_text() == GRID
+    assert "2 at a time" in result.stderr
+
+    rows = read_csv(folder / "sweep.csv")
+    assert len(rows) == 4
+    assert [r["rank"] for r in rows] == ["1", "2", "3", "4"]
+    assert {r["status"] for r in rows} == {"completed"}
+    values = [float(r["val_loss"]) for r in rows]
+    assert values == sorted(values)  # minimize: best first
+    # Trial numbers follow the grid: the first parameter varies slowest.
+    by_trial = {int(r["trial"]): (r["optimizer.lr"], r["model.layers.0.units"]) for r in rows}
+    assert by_trial == {1: ("0.05", "4"), 2: ("0.05", "16"), 3: ("0.002", "4"),
+                        4: ("0.002", "16")}
+    for row in rows:
+        run_dir = tmp_path / row["run_dir"]  # as `nnctl train` printed it, from the cwd
+        assert run_dir.parent.resolve() == folder.resolve()
+        assert run_dir.name.startswith(f"grid-{row['trial']}-")
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["status"] == "completed"
+        assert summary["best"]["val_loss"] == pytest.approx(float(row["val_loss"]))
+        config = (run_dir / "config.yaml").read_text()
+        assert f"lr: {row['optimizer.lr']}" in config
+        assert f"units: {row['model.layers.0.units']}" in config
+
+    # The printed table lists the trials in the same, ranked, order.
+    table = result.stdout.splitlines()
+    assert table[0].split()[:2] == ["rank", "trial"]
+    assert [line.split()[1] for line in table[1:5]] == [r["trial"] for r in rows]
+
+
+def test_a_failed_trial_does_not_stop_the_others(tmp_path):
+    write_sweep(tmp_path, GRID.replace("model.layers.0.units: [4, 16]",
+                                       "model.layers.0.units: [4, -1, 16]")
+                .replace("[0.05, 0.002]", "[0.05]"))
+    result = nnctl("sweep", "grid.yaml", "--workers", "2", "--runs-dir", "runs", cwd=tmp_path)
+    assert result.returncode == 4, result.stderr
+
+    folder = next((tmp_path / "runs").iterdir())
+    rows = read_csv(folder / "sweep.csv")
+    status = {r["model.layers.0.units"]: r for r in rows}
+    assert status["4"]["status"] == status["16"]["status"] == "completed"
+    assert status["-1"]["status"] == "failed"
+    assert status["-1"]["rank"] == "" and status["-1"]["run_dir"] == ""
+    assert "must be greater than 0" in status["-1"]["error"]
+    assert rows[-1]["model.layers.0.units"] == "-1"  # failed trials come after ranked ones
+    assert sorted(r["rank"] for r in rows[:2]) == ["1", "2"]
+    assert len([p for p in folder.iterdir() if p.is_dir()]) == 2
+    assert "trial 2: --set model.layers.0.units=-1: must be greater than 0" in result.stdout
+
+
+def test_printed_commands_run_under_xargs_into_one_runs_folder(tmp_path, monkeypatch):
+    write_sweep(tmp_path, GRID)
+    monkeypatch.chdir(tmp_path)
+    printed = CliRunner().invoke(app, ["sweep", "grid.yaml", "--print-commands",
+                                       "--runs-dir", "shared"])
+    assert printed.exit_code == 0, printed.output
+    commands = printed.stdout.splitlines()
+    assert len(commands) == 4
+    assert all(c.startswith("nnctl train base.yaml --set ") for c in commands)
+    assert not (tmp_path / "shared").exists()  # runs nothing
+
+    # `nnctl` on PATH is this interpreter's nnctl.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "nnctl"
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m nnctl.cli "$@"\n')
+    shim.chmod(shim.stat().st_mode | stat.S_IEXEC)
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    ran = subprocess.run(["xargs", "-d", "\n", "-P", "2", "-I{}", "sh", "-c", "{}"],
+                         input=printed.stdout, cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr
+
+    listed = CliRunner().invoke(app, ["runs", "list", "--runs-dir", "shared", "--format", "json"])
+    assert listed.exit_code == 0, listed.output
+    runs = json.loads(listed.stdout)
+    assert len(runs) == 4
+    assert {r["status"] for r in runs} == {"completed"}
+    assert sorted(r["name"] for r in runs) == ["grid-1", "grid-2", "grid-3", "grid-4"]
+    found = {(r["params"]["optimizer.lr"], r["params"]["model.layers.0.units"]) for r in runs}
+    assert found == set(itertools.product([0.05, 0.002], [4, 16]))
+    assert all(Path(r["run_dir"]).parent == Path("shared/grid") for r in runs)
+
+
+def test_random_trials_are_seeded_and_within_their_ranges(tmp_path):
+    text = """\
+config: base.yaml
+method: random
+samples: 40
+seed: 7
+metric: val_accuracy
+parameters:
+  optimizer.lr: {distribution: log_uniform, min: 1.0e-4, max: 0.1}
+  optimizer.beta1: {distribution: uniform, min: 0.8, max: 0.99}
+  training.batch_size: {distribution: int_uniform, min: 8, max: 12}
+  model.layers.0.units: [4, 8, 16]
+"""
+    sweep = load_sweep(write_sweep(tmp_path, text, "random.yaml"))
+    again = load_sweep(tmp_path / "random.yaml")
+    assert [t.params for t in sweep.trials] == [t.params for t in again.trials]
+    assert len(sweep.trials) == 40 and sweep.maximize
+    lrs = [t.params["optimizer.lr"] for t in sweep.trials]
+    assert all(1e-4 <= v <= 0.1 for v in lrs)
+    assert sum(v < 1e-2 for v in lrs) > 20  # log-uniform: 2 of 3 decades lie below 0.01
+    assert all(0.8 <= t.params["optimizer.beta1"] <= 0.99 for t in sweep.trials)
+    sizes = [t.params["training.batch_size"] for t in sweep.trials]
+    assert all(isinstance(v, int) for v in sizes) and set(sizes) == {8, 9, 10, 11, 12}
+    assert {t.params["model.layers.0.units"] for t in sweep.trials} == {4, 8, 16}
+
+    other = SweepSpec.model_validate({**sweep.spec.model_dump(), "seed": 8})
+    assert [t.params for t in generate_trials(other)] != [t.params for t in sweep.trials]
+
+
+def test_set_values_round_trip_through_yaml():
+    for value in (0.01, 1e-05, 3, True, None, "relu", "1", [8, 8], {"type": "step",
+                                                                      "step_size": 3}):
+        path, parsed = parse_override(f"x.y={yaml_value(value)}")
+        assert path == ["x", "y"] and parsed == value
+
+
+def test_sweep_file_problems_are_listed_with_their_lines(tmp_path):
+    write_sweep(tmp_path, """\
+config: base.yaml
+method: gird
+metrc: val_loss
+parameters:
+  optimizer.lr: {distribution: log_uniform, min: 0.1, max: 0.01}
+  training.epochs: 3
+""", "bad.yaml")
+    result = CliRunner().invoke(app, ["sweep", str(tmp_path / "bad.yaml")])
+    assert result.exit_code == 2
+    bad = tmp_path / "bad.yaml"
+    assert f"{bad}:2 method: must be 'grid' or 'random' (got 'gird')" in result.output
+    assert f"{bad}:3 metrc: unknown key; did you mean 'metric'?" in result.output
+    assert f"{bad}:5 parameters.optimizer.lr: min must be less than max" in result.output
+    assert f"{bad}:6 parameters.training.epochs: must be a list of values" in result.output
+    assert "Traceback" not in result.output
+
+    write_sweep(tmp_path, "config: base.yaml\nmetric: val_r2\nparameters:\n"
+                          "  optimizer.lr: {distribution: uniform, min: 0.1, max: 0.2}\n",
+                "bad2.yaml")
+    result = CliRunner().invoke(app, ["sweep", str(tmp_path / "bad2.yaml")])
+    assert result.exit_code == 2
+    assert "bad2.yaml:4 parameters.optimizer.lr: a {distribution: uniform} range needs " \
+           "method: random" in result.output
+    assert "bad2.yaml:2 metric: unknown metric 'val_r2'" in result.output
+    assert not (Path.cwd() / "runs" / "bad2").exists()
+
+
+def test_outcomes_are_read_from_the_summary_and_ranked():
+    from nnctl.sweep import Outcome, Trial, rank, read_outcome
+
+    summary = {"status": "completed", "run_dir": "runs/s/s-1", "epochs_run": 5,
+               "wall_seconds": 1.5, "best": {"val_loss": 0.3, "val_accuracy": 0.9},
+               "test": {"loss": 0.4, "accuracy": 0.8}}
+    outcomes = []
+    for number, (status, val, test) in enumerate(
+            [("completed", 0.9, 0.8), ("early_stopped", 0.95, 0.7), ("diverged", 0.99, 0.99),
+             ("completed", 0.9, 0.85)], start=1):
+        outcome = Outcome(Trial(number, {"optimizer.lr": 0.1}))
+        text = json.dumps(dict(summary, status=status, best={"val_accuracy": val},
+                               test={"accuracy": test}))
+        read_outcome(outcome, 3 if status == "diverged" else 0, f"runs/s/s-{number}\n{text}\n",
+                     "error: diverged at epoch 2\n" if status == "diverged" else "",
+                     "test_accuracy")
+        outcomes.append(outcome)
+    assert [o.value for o in outcomes] == [0.8, 0.7, 0.99, 0.85]
+    assert outcomes[2].error == "diverged at epoch 2" and not outcomes[2].ok
+    ranked = rank(outcomes, maximize=True)
+    assert [(o.trial.number, o.rank) for o in ranked] == [(4, 1), (1, 2), (2, 3), (3, None)]
+    ranked = rank(outcomes, maximize=False)
+    assert [o.trial.number for o in ranked] == [2, 1, 4, 3]
+
+    crashed = Outcome(Trial(5, {}))
+    read_outcome(crashed, 1, "", "Traceback (most recent call last):\n...\nKeyError: 'x'\n",
+                 "val_loss")
+    assert crashed.status == "failed" and crashed.error == "KeyError: 'x'"
