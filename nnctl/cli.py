@@ -8,6 +8,7 @@ Heavy modules (numpy, pandas) are imported inside the commands so `nnctl --help`
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -26,6 +27,7 @@ app.add_typer(runs_app, name="runs")
 
 SET_HELP = "Override a config value: dotted KEY=VALUE with a YAML value (repeatable)."
 CHECKPOINT_HELP = "Which checkpoint to use: best or last."
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def fail(problems: list[str]) -> None:
@@ -62,7 +64,7 @@ def echo_json(data: dict) -> None:
 def train(
     config: Optional[Path] = typer.Argument(None, help="The YAML config file."),
     set_: List[str] = typer.Option([], "--set", help=SET_HELP, metavar="KEY=VALUE"),
-    seed: Optional[int] = typer.Option(None, help="Override the config's seed."),
+    seed: Optional[int] = typer.Option(None, min=0, help="Override the config's seed."),
     run_name: Optional[str] = typer.Option(None, help="Name of the run (default: the config's name)."),
     runs_dir: Path = typer.Option(Path("runs"), help="Folder for run directories."),
     init_weights: Optional[Path] = typer.Option(None, help="Start from these weights (.npz)."),
@@ -89,6 +91,9 @@ def train(
         if seed is not None:
             overrides.append(f"seed={seed}")
         if run_name is not None:
+            if not RUN_NAME.fullmatch(run_name):
+                fail([f"--run-name {run_name!r}: use letters, digits, '.', '_' and '-', "
+                      "starting with a letter or digit"])
             overrides.append(f"name={run_name}")
         cfg = load_config(config, overrides)
         result = commands.train(cfg, runs_dir, quiet=quiet, init_weights=init_weights)

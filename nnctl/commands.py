@@ -57,8 +57,8 @@ def prepare(config: Config, quiet: bool = True) -> Session:
     before anything is written."""
     streams = rng_streams(config.seed)
     dtype = np.dtype(config.dtype)
-    data = load_training_data(config.data, config.task, streams["split"], dtype)
-    check_against_data(config, data.preprocessing)
+    data = load_training_data(config.data, config.task, streams["split"], dtype,
+                              check=lambda prep: check_against_data(config, prep))
     model = build_model(config, data.preprocessing, streams["init"])
     model.use_dropout_rng(streams["dropout"])
     early = build_early_stopping(config)
@@ -352,19 +352,20 @@ def predict(run_dir: Path, input_path: Path, which: str = "best", keep: list[str
     prep = loaded.preprocessing
     x, frame = load_for_predict(input_path, prep, np.dtype(loaded.config.dtype), keep)
     out = loaded.model.predict(x).astype(np.float64)
+    # Predictions are named pred_<target>, so `--keep <target>` can sit beside them.
     columns: dict[str, object] = {name: frame[name].to_numpy() for name in keep}
     if prep.task == "classification":
-        columns[prep.targets[0]] = np.asarray(prep.classes, dtype=object)[out.argmax(axis=1)]
+        columns[f"pred_{prep.targets[0]}"] = np.asarray(prep.classes, dtype=object)[out.argmax(axis=1)]
         for i, label in enumerate(prep.classes):
             columns[f"prob_{label}"] = out[:, i]
     elif prep.task == "binary" and prep.classes:
         p = out[:, 0]
-        columns[prep.targets[0]] = np.asarray(prep.classes, dtype=object)[(p > 0.5).astype(int)]
+        columns[f"pred_{prep.targets[0]}"] = np.asarray(prep.classes, dtype=object)[(p > 0.5).astype(int)]
         columns[f"prob_{prep.classes[0]}"] = 1 - p
         columns[f"prob_{prep.classes[1]}"] = p
     elif prep.task == "binary":
         for i, target in enumerate(prep.targets):
-            columns[target] = (out[:, i] > 0.5).astype(int)
+            columns[f"pred_{target}"] = (out[:, i] > 0.5).astype(int)
             columns[f"prob_{target}"] = out[:, i]
     else:
         for i, target in enumerate(prep.targets):

@@ -8,6 +8,7 @@ greater than 0 (got -1)`.
 from __future__ import annotations
 
 import difflib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
@@ -273,28 +274,29 @@ class Source:
     root: Any = None  # the composed YAML node tree
     overrides: dict[str, str] = field(default_factory=dict)  # dotted path -> "KEY=VALUE"
 
-    def locate(self, loc: tuple, keep_last: bool = False) -> tuple[str, Optional[int]]:
-        """Map a Pydantic error location to (dotted path, YAML line). Location parts that are
-        not in the YAML (union tags such as 'dense') are dropped."""
-        node, line, parts = self.root, None, []
-        for i, part in enumerate(loc):
+    def locate(self, loc: tuple) -> tuple[str, Optional[int], bool]:
+        """Map a Pydantic error location to (dotted path, YAML line, whether the whole path
+        is in the file). The line is that of the deepest part found in the file."""
+        node, parts = self.root, []
+        line = self.root.start_mark.line + 1 if self.root is not None else None
+        found = True
+        loc = strip_union_tags(loc)
+        for part in loc:
             child = _child(node, part)
-            if child is not None:
-                parts.append(str(part))
+            if child is None:
+                found = False
+            else:
                 node = child
                 line = child.start_mark.line + 1
-            elif keep_last and i == len(loc) - 1:
-                parts.append(str(part))
-            elif isinstance(part, (int, str)) and not _is_union_tag(node, part):
-                parts.append(str(part))
-                node = None
-        return ".".join(parts), line
+            parts.append(str(part))
+        return ".".join(parts), line, found
 
-    def where(self, dotted: str, line: Optional[int]) -> str:
+    def where(self, dotted: str, line: Optional[int], found: bool = True) -> str:
+        """`file:line dotted`, or the `--set` that put the value there."""
         for key, assignment in self.overrides.items():
             if dotted == key:
                 return f"--set {assignment}"
-            if dotted.startswith(key + "."):
+            if dotted.startswith(key + ".") or (not found and key.startswith(dotted + ".")):
                 return f"--set {assignment}: {dotted}"
         prefix = f"{self.path}:{line}" if line else f"{self.path}"
         return f"{prefix} {dotted}" if dotted else prefix
@@ -302,8 +304,8 @@ class Source:
     def problem(self, dotted: str, message: str) -> str:
         """A problem at a dotted path found after validation (e.g. a check against the data)."""
         loc = tuple(int(p) if p.isdigit() else p for p in dotted.split("."))
-        _, line = self.locate(loc, keep_last=True)
-        return f"{self.where(dotted, line)}: {message}"
+        _, line, found = self.locate(loc)
+        return f"{self.where(dotted, line, found)}: {message}"
 
 
 def _child(node, part):
@@ -316,10 +318,32 @@ def _child(node, part):
     return None
 
 
-def _is_union_tag(node, part) -> bool:
-    if isinstance(node, yaml.MappingNode):
-        return any(k.value == "type" and v.value == part for k, v in node.value)
-    return False
+def _union_members(annotated) -> dict[str, type[BaseModel]]:
+    union = typing.get_args(annotated)[0]
+    return {typing.get_args(member.model_fields["type"].annotation)[0]: member
+            for member in typing.get_args(union)}
+
+
+# Pydantic puts a discriminated union's tag into error locations ('optimizer', 'adam', 'lr');
+# the YAML has no such level. The tag follows the field that holds the union.
+_TAGS = {
+    ("optimizer",): _union_members(OptimizerSpec),
+    ("training", "lr_schedule"): _union_members(ScheduleSpec),
+    ("model", "layers", int): _union_members(LayerSpec),
+}
+
+
+def _shape(path: list) -> tuple:
+    return tuple(int if isinstance(p, int) else p for p in path)
+
+
+def strip_union_tags(loc: tuple) -> tuple:
+    out: list = []
+    for part in loc:
+        if isinstance(part, str) and part in _TAGS.get(_shape(out), ()):
+            continue
+        out.append(part)
+    return tuple(out)
 
 
 def describe_error(error: dict) -> str:
@@ -353,25 +377,20 @@ def suggest(loc: tuple, known: set[str]) -> str:
 
 
 def _fields_at(loc: tuple) -> set[str]:
-    """Field names of the model that would hold `loc[-1]`, for 'did you mean' hints."""
+    """Field names of the model that would hold `loc[-1]`, for 'did you mean' hints. `loc`
+    is Pydantic's, union tags included: they say which model a union holds."""
     model: Any = Config
+    path: list = []
     for part in loc[:-1]:
+        members = _TAGS.get(_shape(path), {})
+        if isinstance(part, str) and part in members:
+            model = members[part]
+            continue
+        path.append(part)
         if isinstance(part, int):
             continue
-        inner = getattr(model, "model_fields", {}).get(part)
-        if inner is None:
-            tagged = {
-                "dense": DenseSpec, "dropout": DropoutSpec, "rnn": RNNSpec, "sgd": SGDSpec,
-                "momentum": MomentumSpec, "adagrad": AdagradSpec, "adadelta": AdadeltaSpec,
-                "rmsprop": RMSpropSpec, "adam": AdamSpec, "step": StepSchedule,
-                "exponential": ExponentialSchedule, "cosine": CosineSchedule,
-                "plateau": PlateauSchedule,
-            }.get(part)
-            if tagged is None:
-                return set()
-            model = tagged
-            continue
-        model = _model_in(inner.annotation)
+        field = getattr(model, "model_fields", {}).get(part)
+        model = _model_in(field.annotation) if field else None
         if model is None:
             return set()
     return set(getattr(model, "model_fields", {}))
@@ -391,13 +410,12 @@ def _model_in(annotation) -> Any:
 def format_errors(exc: ValidationError, source: Source) -> list[str]:
     problems = []
     for error in exc.errors():
-        loc = tuple(error["loc"])
-        keep_last = error["type"] in ("missing", "extra_forbidden")
-        dotted, line = source.locate(loc, keep_last=keep_last)
+        raw_loc = tuple(error["loc"])
+        dotted, line, found = source.locate(raw_loc)
         message = describe_error(error)
         if error["type"] == "extra_forbidden":
-            message += suggest(loc, _fields_at(loc))
-        problem = f"{source.where(dotted, line)}: {message}"
+            message += suggest(raw_loc, _fields_at(raw_loc))
+        problem = f"{source.where(dotted, line, found)}: {message}"
         if problem not in problems:
             problems.append(problem)
     return problems

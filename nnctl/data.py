@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -116,8 +117,14 @@ def read_csv(path: str | Path):
     if not path.is_file():
         raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     try:
-        # skip_blank_lines=False keeps DataFrame row i on CSV line i + 2, so errors can name it.
-        frame = pd.read_csv(path, skip_blank_lines=False, encoding="utf-8")
+        # skip_blank_lines=False keeps DataFrame row i on CSV line i + 2, so errors can name it;
+        # index_col=False stops pandas from silently turning a first column into the index
+        # when rows have more fields than the header (it warns instead, made an error here).
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(path, skip_blank_lines=False, index_col=False, encoding="utf-8")
+    except pd.errors.ParserWarning:
+        raise DataError(_limit(_long_rows(path), path)) from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty (expected a header row and data rows)") from None
     except pd.errors.ParserError as exc:
@@ -135,6 +142,17 @@ def read_csv(path: str | Path):
                          for c in duplicated])
     frame.columns = [str(c) for c in frame.columns]
     return frame
+
+
+def _long_rows(path: Path) -> list[str]:
+    """The rows with more fields than the header (pandas only says that there are some)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = csv.reader(f)
+        width = len(next(rows))
+        return [f"{path}:{rows.line_num}: the row has {len(row)} fields, the header has {width}"
+                for row in rows if len(row) > width]
 
 
 def _parser_problem(path: Path, message: str) -> str:
@@ -210,9 +228,11 @@ def feature_columns(frame, targets: list[str], features: Optional[list[str]]) ->
     return [c for c in frame.columns if c not in targets]
 
 
-def load_training_data(spec, task: str, rng: np.random.Generator, dtype) -> TrainingData:
+def load_training_data(spec, task: str, rng: np.random.Generator, dtype,
+                       check: Optional[Callable[[Preprocessing], None]] = None) -> TrainingData:
     """Read train (and validation/test) files per the config's `data` section, split, fit the
-    scaler on the training split only, and encode everything the same way."""
+    scaler on the training split only, and encode everything the same way. `check` sees the
+    columns and classes before any array is built (the config's checks against the data)."""
     train_path = Path(spec.train)
     frame = read_csv(train_path)
     targets = spec.targets
@@ -228,6 +248,8 @@ def load_training_data(spec, task: str, rng: np.random.Generator, dtype) -> Trai
                          sequence=[spec.sequence.steps, spec.sequence.features]
                          if spec.sequence else None)
     prep.classes = _classes(frame, train_path, targets, task)
+    if check is not None:
+        check(prep)
 
     validation_frame = None
     if isinstance(spec.validation, float):

@@ -3,6 +3,10 @@
 Each optimizer works on a flat list of Params and keeps its state in lists indexed like that
 list, so every optimizer works on every layer. Updates are in place. The rules follow PyTorch's
 (torch/optim), step counts start at 1, and the state can be saved and restored exactly.
+
+A step allocates nothing: intermediate results go to scratch arrays made once per parameter,
+and hyperparameters are Python floats, so float32 parameters are updated in float32 (a NumPy
+float64 scalar would promote every temporary to float64).
 """
 
 from __future__ import annotations
@@ -18,22 +22,36 @@ class Optimizer:
     name: str
     #: names of the per-parameter state buffers, each a list of arrays shaped like the params
     buffers: tuple[str, ...] = ()
+    #: scratch arrays per parameter that `update` needs for its intermediate results
+    scratch: int = 1
 
     def __init__(self, params: list[Param], lr: float):
         if not lr > 0.0:
             raise ValueError(f"Invalid learning rate: {lr}")
         self.params = list(params)
-        self.lr = float(lr)
+        self.lr = lr
         self.step_count = 0
         for buffer in self.buffers:
             setattr(self, buffer, [np.zeros_like(p.value) for p in self.params])
+        self._scratch = [[np.empty_like(p.value) for _ in range(self.scratch)]
+                         for p in self.params]
+
+    @property
+    def lr(self) -> float:
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self._lr = float(value)  # schedules and resumed state may hand in NumPy scalars
 
     def step(self) -> None:
         self.step_count += 1
         for i, p in enumerate(self.params):
-            self.update(i, p.value, p.grad)
+            self.update(i, p.value, p.grad, *self._scratch[i])
 
-    def update(self, i: int, param: np.ndarray, grad: np.ndarray) -> None:
+    def update(self, i: int, param: np.ndarray, grad: np.ndarray, *scratch: np.ndarray) -> None:
+        """Update `param` in place from `grad` and the state of parameter `i`; `scratch`
+        arrays (shaped like `param`) hold intermediate results."""
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -80,15 +98,20 @@ class SGD(Optimizer):
             raise ValueError("Nesterov momentum requires a momentum greater than 0")
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
 
-    def update(self, i, param, grad):
+    def update(self, i, param, grad, tmp):
         mu = self.momentum
         if mu == 0.0:
-            param -= self.lr * grad
-            return
-        buf = self.momentum_buffer[i]
-        buf *= mu
-        buf += grad
-        param -= self.lr * (grad + mu * buf if self.nesterov else buf)
+            direction = grad
+        else:
+            direction = buf = self.momentum_buffer[i]
+            buf *= mu
+            buf += grad
+            if self.nesterov:
+                np.multiply(buf, mu, out=tmp)
+                tmp += grad
+                direction = tmp
+        np.multiply(direction, self.lr, out=tmp)
+        param -= tmp
 
 
 class Momentum(Optimizer):
@@ -103,11 +126,13 @@ class Momentum(Optimizer):
             raise ValueError(f"Invalid beta value: {beta}")
         self.beta = float(beta)
 
-    def update(self, i, param, grad):
+    def update(self, i, param, grad, tmp):
         v = self.velocity[i]
         v *= self.beta
-        v += (1.0 - self.beta) * grad
-        param -= self.lr * v
+        np.multiply(grad, 1.0 - self.beta, out=tmp)
+        v += tmp
+        np.multiply(v, self.lr, out=tmp)
+        param -= tmp
 
 
 class Adagrad(Optimizer):
@@ -122,12 +147,15 @@ class Adagrad(Optimizer):
             raise ValueError(f"Invalid epsilon value: {eps}")
         self.eps = float(eps)
 
-    def update(self, i, param, grad):
+    def update(self, i, param, grad, tmp):
         s = self.sum[i]
-        s += grad * grad
-        denom = np.sqrt(s)
-        denom += self.eps
-        param -= self.lr * grad / denom
+        np.multiply(grad, grad, out=tmp)
+        s += tmp
+        np.sqrt(s, out=tmp)
+        tmp += self.eps
+        np.divide(grad, tmp, out=tmp)
+        tmp *= self.lr
+        param -= tmp
 
 
 class Adadelta(Optimizer):
@@ -138,6 +166,7 @@ class Adadelta(Optimizer):
 
     name = "adadelta"
     buffers = ("square_avg", "acc_delta")
+    scratch = 2
 
     def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6):
         super().__init__(params, lr)
@@ -147,17 +176,25 @@ class Adadelta(Optimizer):
             raise ValueError(f"Invalid epsilon value: {eps}")
         self.rho, self.eps = float(rho), float(eps)
 
-    def update(self, i, param, grad):
+    def update(self, i, param, grad, delta, tmp):
         rho, eps = self.rho, self.eps
         square_avg, acc_delta = self.square_avg[i], self.acc_delta[i]
         square_avg *= rho
-        square_avg += (1.0 - rho) * grad * grad
-        delta = np.sqrt(acc_delta + eps)
-        delta /= np.sqrt(square_avg + eps)
+        np.multiply(grad, grad, out=tmp)
+        tmp *= 1.0 - rho
+        square_avg += tmp
+        np.add(acc_delta, eps, out=delta)
+        np.sqrt(delta, out=delta)
+        np.add(square_avg, eps, out=tmp)
+        np.sqrt(tmp, out=tmp)
+        delta /= tmp
         delta *= grad
         acc_delta *= rho
-        acc_delta += (1.0 - rho) * delta * delta
-        param -= self.lr * delta
+        np.multiply(delta, delta, out=tmp)
+        tmp *= 1.0 - rho
+        acc_delta += tmp
+        delta *= self.lr
+        param -= delta
 
 
 class RMSprop(Optimizer):
@@ -174,18 +211,24 @@ class RMSprop(Optimizer):
             raise ValueError(f"Invalid epsilon value: {eps}")
         self.rho, self.eps = float(rho), float(eps)
 
-    def update(self, i, param, grad):
+    def update(self, i, param, grad, tmp):
         square_avg = self.square_avg[i]
         square_avg *= self.rho
-        square_avg += (1.0 - self.rho) * grad * grad
-        denom = np.sqrt(square_avg)
-        denom += self.eps
-        param -= self.lr * grad / denom
+        np.multiply(grad, grad, out=tmp)
+        tmp *= 1.0 - self.rho
+        square_avg += tmp
+        np.sqrt(square_avg, out=tmp)
+        tmp += self.eps
+        np.divide(grad, tmp, out=tmp)
+        tmp *= self.lr
+        param -= tmp
 
 
 class Adam(Optimizer):
     """m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  at step t (from 1):
     theta -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
+
+    m is updated as m += (1 - b1)(g - m), the same value in one pass less (PyTorch's lerp).
     """
 
     name = "adam"
@@ -200,17 +243,22 @@ class Adam(Optimizer):
             raise ValueError(f"Invalid epsilon value: {eps}")
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
-    def update(self, i, param, grad):
+    def update(self, i, param, grad, tmp):
         b1, b2, t = self.beta1, self.beta2, self.step_count
         m, v = self.exp_avg[i], self.exp_avg_sq[i]
-        m *= b1
-        m += (1.0 - b1) * grad
+        np.subtract(grad, m, out=tmp)
+        tmp *= 1.0 - b1
+        m += tmp
+        np.multiply(grad, grad, out=tmp)
+        tmp *= 1.0 - b2
         v *= b2
-        v += (1.0 - b2) * grad * grad
-        denom = np.sqrt(v)
-        denom *= 1.0 / math.sqrt(1.0 - b2**t)
-        denom += self.eps
-        param -= (self.lr / (1.0 - b1**t)) * m / denom
+        v += tmp
+        np.sqrt(v, out=tmp)
+        tmp *= 1.0 / math.sqrt(1.0 - b2**t)
+        tmp += self.eps
+        np.divide(m, tmp, out=tmp)
+        tmp *= self.lr / (1.0 - b1**t)
+        param -= tmp
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {

@@ -26,7 +26,7 @@ class Bars:
 
     refresh_seconds = 0.2  # formatting the postfix every batch would cost more than the batch
 
-    def __init__(self, stream: IO[str] = sys.stderr):
+    def __init__(self, stream: IO[str]):
         from tqdm import tqdm  # deferred: only training on a terminal needs it
 
         self._tqdm = tqdm
@@ -67,9 +67,9 @@ class Bars:
 class Lines:
     """One plain line per epoch, for logs and pipes."""
 
-    def __init__(self, stream: IO[str] = sys.stderr, total: int = 0):
+    def __init__(self, stream: IO[str]):
         self.stream = stream
-        self.total = total
+        self.total = 0
 
     def start_epoch(self, epoch, epochs, n_batches, done):
         self.total = epochs
@@ -99,8 +99,9 @@ class Silent:
         pass
 
 
-def choose(quiet: bool, stream: IO[str] = sys.stderr):
+def choose(quiet: bool, stream: IO[str] | None = None):
     """Bars on a terminal, lines when stderr is a file or pipe, nothing with --quiet."""
+    stream = stream or sys.stderr  # looked up now, so a redirected sys.stderr is honoured
     if quiet:
         return Silent()
     return Bars(stream) if stream.isatty() else Lines(stream)

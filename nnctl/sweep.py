@@ -154,14 +154,14 @@ def format_problems(exc: ValidationError, source: Source) -> list[str]:
         if len(loc) > 2 and loc[0] == "parameters" and loc[2] in TAGS:
             loc = loc[:2] + loc[3:]
         kind = error["type"]
-        dotted, line = source.locate(loc, keep_last=kind in ("missing", "extra_forbidden"))
+        dotted, line, found = source.locate(loc)
         message = describe_error(error)
         if kind == "too_short" and loc[0] == "parameters":
             message = "needs at least one value"
         if kind == "extra_forbidden":
             known = Range.model_fields if loc[0] == "parameters" else SweepSpec.model_fields
             message += suggest(loc, set(known))
-        problem = f"{source.where(dotted, line)}: {message}"
+        problem = f"{source.where(dotted, line, found)}: {message}"
         if problem not in problems:
             problems.append(problem)
     return problems
@@ -181,8 +181,7 @@ def load_sweep(path: str | Path) -> Sweep:
         raise ConfigError(format_problems(exc, source)) from None
 
     def problem(loc: tuple, message: str) -> str:
-        dotted, line = source.locate(loc, keep_last=True)
-        return f"{source.where(dotted, line)}: {message}"
+        return f"{source.where(*source.locate(loc))}: {message}"
 
     problems = []
     if not spec.parameters:

@@ -1,0 +1,228 @@
+"""Data errors through `nnctl train` and `nnctl eval`: exit code 2, no traceback, one line per
+problem naming the file, the CSV line (header = line 1) and the column, and no run directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cli_helpers import (
+    CLASS_HEADER, assert_user_error, classification_config, classification_rows, eval_json,
+    invoke, make_problem, run_dirs, train, write_config, write_csv, write_text,
+)
+
+REGRESSION = {
+    "data": {"train": "data.csv", "validation": None, "target": "y"},
+    "model": {"layers": [{"type": "dense", "units": 1}]},
+    "loss": "mse",
+    "training": {"epochs": 1},
+}
+
+
+def train_errors(config: Path, runs: Path, *extra) -> list[str]:
+    """Train, expect a user error and no run directory; return the problems."""
+    lines = assert_user_error(invoke("train", config, "--runs-dir", runs, "--quiet", *extra))
+    assert all(line.startswith("error: ") for line in lines), lines
+    assert run_dirs(runs) == []
+    return [line[len("error: "):] for line in lines]
+
+
+def regression_case(tmp_path: Path, csv_text, **data) -> tuple[Path, Path]:
+    """Write data.csv (unless csv_text is None) and a regression config; return both paths."""
+    csv = (tmp_path / "data.csv").resolve()
+    if csv_text is not None:
+        write_text(csv, csv_text)
+    config = dict(REGRESSION, data={**REGRESSION["data"], **data})
+    return write_config(tmp_path / "reg.yaml", config), csv
+
+
+CASES = {
+    "missing file": (None, ["{p}: no such file"]),
+    "empty file": ("", ["{p}: the file is empty (expected a header row and data rows)"]),
+    "header only": ("x,y\n", ["{p}: no data rows after the header"]),
+    "ragged row": ("x,y\n1,2\n3,4\n5,6,7\n8,9\n",
+                   ["{p}:4: the row has 3 fields, the header has 2"]),
+    "non-numeric cell": ("x,y\n1,2\n3,4\nabc,5\n", ["{p}:4 column 'x': not a number ('abc')"]),
+    "missing value": ("x,y\n1,2\n3,4\n,5\n", ["{p}:4 column 'x': missing value"]),
+    "missing target value": ("x,y\n1,2\n3,\n5,6\n", ["{p}:3 column 'y': missing value"]),
+    "infinite value": ("x,y\n1,2\ninf,4\n", ["{p}:3 column 'x': not a finite number (inf)"]),
+    "absent target column": ("x,z\n1,2\n3,4\n",
+                             ["{p}:1 target column 'y': not in the file (columns: x, z)"]),
+    "duplicate column": ("x,x,y\n1,2,3\n4,5,6\n", ["{p}:1 column 'x': appears more than once"]),
+    "several problems": ("x,y\n1,2\nabc,4\n5,\n7,8\n9,1e\n",
+                         ["{p}:3 column 'x': not a number ('abc')",
+                          "{p}:4 column 'y': missing value",
+                          "{p}:6 column 'y': not a number ('1e')"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_data_errors_in_the_training_file(tmp_path, case):
+    text, expected = CASES[case]
+    config, csv = regression_case(tmp_path, text)
+    assert train_errors(config, tmp_path / "runs") == [e.format(p=csv) for e in expected]
+
+
+def test_absent_feature_column(tmp_path):
+    config, csv = regression_case(tmp_path, "x,y\n1,2\n3,4\n", features=["x", "w"])
+    assert train_errors(config, tmp_path / "runs") == [
+        f"{csv}:1 feature column 'w': not in the file (columns: x, y)"]
+
+
+def test_many_problems_are_capped(tmp_path):
+    rows = "".join(f"bad{i},{i}\n" for i in range(15))
+    config, csv = regression_case(tmp_path, "x,y\n" + rows)
+    problems = train_errors(config, tmp_path / "runs")
+    assert problems[:2] == [f"{csv}:2 column 'x': not a number ('bad0')",
+                            f"{csv}:3 column 'x': not a number ('bad1')"]
+    assert len(problems) == 11
+    assert problems[-1].startswith(f"{csv}: ... and ")
+
+
+def test_ragged_first_row(tmp_path):
+    config, csv = regression_case(tmp_path, "x,y\n1,2,9\n3,4\n5,6\n")
+    assert train_errors(config, tmp_path / "runs") == [
+        f"{csv}:2: the row has 3 fields, the header has 2"]
+
+
+def test_every_row_too_long_is_refused(tmp_path):
+    rows = "".join(f"{i},{2 * i},{100 + i}\n" for i in range(20))
+    config, csv = regression_case(tmp_path, "x,y\n" + rows)
+    problems = train_errors(config, tmp_path / "runs")
+    assert problems[0] == f"{csv}:2: the row has 3 fields, the header has 2"
+
+
+def test_validation_and_test_files_are_checked_and_named(tmp_path):
+    config, csv = regression_case(tmp_path, "x,y\n1,2\n3,4\n5,6\n", validation="val.csv",
+                                  test="test.csv")
+    write_text(tmp_path / "val.csv", "x,y\n1,2\n3,oops\n")
+    write_text(tmp_path / "test.csv", "x,y\n1,2\n")
+    assert train_errors(config, tmp_path / "runs") == [
+        f"{(tmp_path / 'val.csv').resolve()}:3 column 'y': not a number ('oops')"]
+    write_text(tmp_path / "val.csv", "x,y\n1,2\n3,4\n")
+    write_text(tmp_path / "test.csv", "x,q\n1,2\n")
+    assert train_errors(config, tmp_path / "runs") == [
+        f"{(tmp_path / 'test.csv').resolve()}:1 target column 'y': not in the file (columns: x, q)"]
+
+
+def test_validation_fraction_leaving_no_rows(tmp_path):
+    config, csv = regression_case(tmp_path, "x,y\n1,2\n3,4\n5,6\n", validation=0.1)
+    assert train_errors(config, tmp_path / "runs") == [
+        f"{csv}: 3 rows are too few to hold out a validation fraction of 0.1"]
+    config, csv = regression_case(tmp_path, "x,y\n1,2\n3,4\n", validation=0.9)
+    assert train_errors(config, tmp_path / "runs") == [
+        f"{csv}: 2 rows are too few to hold out a validation fraction of 0.9"]
+
+
+# ---- labels --------------------------------------------------------------------------------
+
+def classification_case(tmp_path: Path, rows, change=None) -> tuple[Path, Path]:
+    """Write data.csv and the tiny classification config (edited by `change(config)`)."""
+    csv = write_csv(tmp_path / "data.csv", CLASS_HEADER, rows).resolve()
+    config = classification_config()
+    if change is not None:
+        change(config)
+    return write_config(tmp_path / "cls.yaml", config), csv
+
+
+def test_missing_label(tmp_path):
+    rows = classification_rows(12)
+    rows[4][-1] = ""
+    config, csv = classification_case(tmp_path, rows)
+    assert train_errors(config, tmp_path / "runs") == [f"{csv}:6 column 'label': missing label"]
+
+
+def test_binary_crossentropy_on_three_classes(tmp_path):
+    def binary(config):
+        config["model"]["layers"][-1] = {"type": "dense", "units": 1, "activation": "sigmoid"}
+        config["loss"] = "binary_crossentropy"
+
+    config, csv = classification_case(tmp_path, classification_rows(12), binary)
+    assert train_errors(config, tmp_path / "runs") == [
+        f"{csv}:1 column 'label': binary_crossentropy needs two classes, found 3 "
+        "(ant, moth, zebra)"]
+
+
+def test_a_single_class_is_refused(tmp_path):
+    rows = [r[:-1] + ["ant"] for r in classification_rows(12)]
+    config, csv = classification_case(tmp_path, rows)
+    assert train_errors(config, tmp_path / "runs") == [
+        f"{csv}:1 column 'label': only one class (ant); a classifier needs at least two"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("trained")
+    config = make_problem(folder, epochs=5)
+    return train(config, folder / "runs")[1]
+
+
+def test_eval_label_never_seen_in_training(trained, tmp_path):
+    rows = classification_rows(6)
+    rows[1][-1] = "yak"
+    rows[4][-1] = "gnu"
+    csv = write_csv(tmp_path / "new.csv", CLASS_HEADER, rows)
+    lines = assert_user_error(invoke("eval", trained, csv))
+    assert lines == [
+        f"error: {csv}:3 column 'label': label 'yak' was not seen in training "
+        "(known: ant, moth, zebra)",
+        f"error: {csv}:6 column 'label': label 'gnu' was not seen in training "
+        "(known: ant, moth, zebra)",
+    ]
+
+
+def test_eval_data_errors(trained, tmp_path):
+    csv = write_csv(tmp_path / "nolabel.csv", ["x1", "x2", "x3"], [[1, 2, 3]])
+    assert_user_error(invoke("eval", trained, csv),
+                      f"{csv}:1 target column 'label': not in the file (columns: x1, x2, x3)")
+    csv = write_csv(tmp_path / "bad.csv", ["x1", "x2", "x3", "label"],
+                    [[1, 2, 3, "ant"], [1, "two", 3, "ant"]])
+    assert_user_error(invoke("eval", trained, csv), f"{csv}:3 column 'x2': not a number ('two')")
+    assert_user_error(invoke("eval", trained, tmp_path / "absent.csv"),
+                      f"{tmp_path / 'absent.csv'}: no such file")
+
+
+def test_eval_on_a_subset_of_classes(trained, tmp_path):
+    rows = [r for r in classification_rows(30) if r[-1] != "moth"]
+    csv = write_csv(tmp_path / "two.csv", CLASS_HEADER, rows)
+    report = eval_json(trained, csv)
+    assert report["rows"] == 20
+    assert report["labels"] == ["ant", "moth", "zebra"]
+    assert report["classes"]["moth"]["support"] == 0
+    assert sum(map(sum, report["confusion_matrix"])) == 20
+
+
+def test_integer_labels_written_as_floats_are_the_same_class(tmp_path):
+    rows = [r[:-1] + [["0", "1", "2"][i % 3]] for i, r in enumerate(classification_rows(60))]
+    config, csv = classification_case(tmp_path, rows,
+                                      lambda c: c["training"].update(epochs=20))
+    _, run_dir = train(config, tmp_path / "runs")
+    floats = [r[:-1] + [f"{float(r[-1]):.1f}"] for r in rows]
+    report = eval_json(run_dir, write_csv(tmp_path / "floats.csv", CLASS_HEADER, floats))
+    assert report["labels"] == ["0", "1", "2"]
+    assert report["rows"] == 60 and report["accuracy"] > 0.9
+
+
+# ---- scaling ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("scale", ["standard", "minmax", "none"])
+def test_scaler_is_fitted_on_the_training_data_only(tmp_path, scale):
+    train_x = [1.0, 2.0, 3.0, 6.0]
+    text = "x,c,y\n" + "".join(f"{x},5,{2 * x}\n" for x in train_x)
+    config, csv = regression_case(tmp_path, text, validation="val.csv", scale=scale)
+    write_text(tmp_path / "val.csv", "x,c,y\n100,7,200\n-50,9,-100\n")
+    _, run_dir = train(config, tmp_path / "runs")
+    prep = json.loads((run_dir / "checkpoints" / "last.json").read_text())["preprocessing"]
+    assert prep["features"] == ["x", "c"] and prep["scale"] == scale
+    x = np.array(train_x)
+    if scale == "standard":
+        assert prep["offset"] == pytest.approx([x.mean(), 5.0])
+        assert prep["spread"] == pytest.approx([x.std(), 1.0])  # constant column: spread 1
+    elif scale == "minmax":
+        assert prep["offset"] == pytest.approx([1.0, 5.0])
+        assert prep["spread"] == pytest.approx([5.0, 1.0])
+    else:
+        assert prep["offset"] == [] and prep["spread"] == []
