@@ -41,7 +41,9 @@ class Sigmoid(Activation):
         return sigmoid(z)
 
     def backward(self, dy, z, y):
-        return dy * y * (1 - y)
+        dz = y * (1 - y)
+        dz *= dy
+        return dz
 
 
 class ReLU(Activation):
@@ -65,7 +67,9 @@ class Tanh(Activation):
         return np.tanh(z)
 
     def backward(self, dy, z, y):
-        return dy * (1 - y * y)
+        dz = 1 - y * y
+        dz *= dy
+        return dz
 
 
 class Softmax(Activation):

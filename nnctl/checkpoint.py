@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import secrets
 import zipfile
@@ -101,10 +102,13 @@ def load_checkpoint(folder: Path, stem: str) -> tuple[dict[str, np.ndarray], dic
             inner = json.loads(embedded.tobytes().decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise CheckpointError(f"{npz_path}: array {META_ARRAY!r} is not valid JSON") from None
-        if inner != meta and _position(inner) > _position(meta):
+        if _position(inner) > _position(meta):
             # The json is one save behind: the process died between the two renames.
             meta = inner
     verify(arrays, meta, npz_path, json_path)
+    if embedded is not None and inner != meta:
+        raise CheckpointError(f"{json_path}: does not match the description stored in "
+                              f"{npz_path.name} (one of them was changed)")
     return arrays, meta
 
 
@@ -113,27 +117,50 @@ def _position(meta: dict) -> tuple:
 
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Read every array of an npz without trusting it: each member's header is checked
+    (no Python objects, a size the file can actually hold) before its data is read."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
     arrays, problems = {}, []
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            for name in npz.files:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.infolist():
+                name = member.filename.removesuffix(".npy")
                 try:
-                    arrays[name] = npz[name]
-                except ValueError as exc:
-                    if "allow_pickle" in str(exc):
-                        problems.append(f"{path}: array {name!r} holds Python objects "
-                                        "(pickle), which are never loaded")
-                    else:
-                        problems.append(f"{path}: array {name!r} is unreadable ({exc})")
-                except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-                    problems.append(f"{path}: array {name!r} is unreadable ({exc})")
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+                    with archive.open(member) as f:
+                        arrays[name] = _read_member(f, member)
+                except _Refused as exc:
+                    problems.append(f"{path}: array {name!r} {exc}")
+                except Exception as exc:  # zipfile and numpy raise many kinds for bad bytes
+                    problems.append(f"{path}: array {name!r} is unreadable "
+                                    f"({type(exc).__name__}: {exc})")
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, NotImplementedError) as exc:
         raise CheckpointError(f"{path}: not a readable checkpoint ({exc})") from None
     if problems:
         raise CheckpointError(problems)
     return arrays
+
+
+class _Refused(Exception):
+    pass
+
+
+def _read_member(f, member: zipfile.ZipInfo) -> np.ndarray:
+    version = np.lib.format.read_magic(f)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+    else:
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    if dtype.hasobject:
+        raise _Refused("holds Python objects (pickle), which are never loaded")
+    size = dtype.itemsize * math.prod(shape)
+    if size > member.file_size:
+        raise _Refused(f"claims {size} bytes of data but the file holds {member.file_size}")
+    data = f.read(size)
+    if len(data) != size:
+        raise _Refused("is truncated")
+    array = np.frombuffer(data, dtype=dtype)
+    return array.reshape(shape, order="F" if fortran else "C").copy()
 
 
 def read_json(path: Path) -> dict:

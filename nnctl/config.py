@@ -431,6 +431,8 @@ def parse_override(assignment: str) -> tuple[list[str | int], Any]:
         raise ConfigError(f"--set {assignment}: expected KEY=VALUE with a dotted KEY")
     try:
         value = yaml.safe_load(text) if text.strip() else None
+    except RecursionError:
+        raise ConfigError(f"--set {assignment}: the value is nested too deeply") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {assignment}: the value is not valid YAML ({_short(exc)})")
     path = [int(p) if p.isdigit() else p for p in key.split(".")]
@@ -485,6 +487,8 @@ def read_yaml(path: Path) -> tuple[Any, Any]:
     try:
         data = yaml.safe_load(text)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to read") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""

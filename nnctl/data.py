@@ -6,6 +6,7 @@ and all problems in a file are listed together (up to a limit).
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import warnings
@@ -18,6 +19,7 @@ import numpy as np
 from .errors import DataError
 
 MAX_PROBLEMS = 10  # per file: enough to see a pattern, few enough to read
+SCALE_ROWS = 256  # rows scaled at a time: float64 temporaries small enough to stay in cache
 
 
 @dataclass
@@ -59,11 +61,18 @@ class Preprocessing:
         return len(self.classes) if self.task == "classification" else len(self.targets)
 
     def inputs(self, frame, path: Path, dtype) -> np.ndarray:
-        """Scaled (and for sequences reshaped) feature array of a checked frame."""
-        x = frame[self.features].to_numpy(dtype=np.float64)
-        if self.scale != "none":
-            x = (x - np.asarray(self.offset)) / np.asarray(self.spread)
-        x = np.ascontiguousarray(x, dtype=dtype)
+        """Scaled (and for sequences reshaped) feature array of a checked frame. It is made
+        SCALE_ROWS rows at a time (scaled in float64, then cast), so that no float64 copy of
+        the whole data is ever held beside the frame."""
+        # A view, no copy, when the features are one float64 block (as read_csv makes them).
+        values = frame[self.features].to_numpy(dtype=np.float64)
+        x = np.empty(values.shape, dtype=dtype)
+        offset, spread = np.asarray(self.offset), np.asarray(self.spread)
+        for start in range(0, len(x), SCALE_ROWS):
+            block = values[start:start + SCALE_ROWS]
+            if self.scale != "none":
+                block = (block - offset) / spread
+            x[start:start + SCALE_ROWS] = block
         if self.sequence:
             x = x.reshape(len(x), *self.sequence)
         return x
@@ -91,7 +100,22 @@ class Preprocessing:
 
     def dataset(self, frame, path: Path, dtype, with_targets: bool = True) -> Dataset:
         y = self.encode(frame, path, dtype) if with_targets else None
-        return Dataset(self.inputs(frame, path, dtype), y)
+        x = self.inputs(frame, path, dtype)
+        check_in_range(x.reshape(len(x), -1), frame, path, self.features)
+        if y is not None and y.dtype.kind == "f":
+            check_in_range(y, frame, path, self.targets)
+        return Dataset(x, y)
+
+
+def check_in_range(array: np.ndarray, frame, path: Path, columns: list[str]) -> None:
+    """Values finite in the CSV can still overflow the model's dtype (1e39 in float32)."""
+    if np.isfinite(array).all():
+        return
+    rows, cols = np.nonzero(~np.isfinite(array))
+    lines = frame.index.to_numpy()[rows] + 2  # the frame's index is the row in the file
+    raise DataError(_limit([f"{path}:{line} column {columns[c]!r}: too large for "
+                            f"{array.dtype.name} after scaling" for line, c in zip(lines, cols)],
+                           path))
 
 
 def label_key(value: Any) -> str:
@@ -117,12 +141,11 @@ def read_csv(path: str | Path):
     if not path.is_file():
         raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     try:
-        # skip_blank_lines=False keeps DataFrame row i on CSV line i + 2, so errors can name it;
-        # index_col=False stops pandas from silently turning a first column into the index
-        # when rows have more fields than the header (it warns instead, made an error here).
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(path, skip_blank_lines=False, index_col=False, encoding="utf-8")
+            frame = _read_in_chunks(pd, path, CSV_OPTIONS)
+            if frame is None:
+                frame = pd.read_csv(path, **CSV_OPTIONS)
     except pd.errors.ParserWarning:
         raise DataError(_limit(_long_rows(path), path)) from None
     except pd.errors.EmptyDataError:
@@ -142,6 +165,72 @@ def read_csv(path: str | Path):
                          for c in duplicated])
     frame.columns = [str(c) for c in frame.columns]
     return frame
+
+
+# skip_blank_lines=False keeps DataFrame row i on CSV line i + 2, so errors can name it;
+# index_col=False stops pandas from silently turning a first column into the index when rows
+# have more fields than the header (it warns instead, made an error in read_csv).
+CSV_OPTIONS = {"skip_blank_lines": False, "index_col": False, "encoding": "utf-8"}
+CHUNK_ROWS = 8192  # rows parsed at a time from files larger than that
+
+
+def _read_in_chunks(pd, path: Path, options: dict):
+    """pandas.read_csv(path, **options), parsed CHUNK_ROWS rows at a time into one array per
+    NumPy dtype (each column contiguous, as in a DataFrame), so a large file is held about once
+    while it is read; pandas.read_csv alone peaks near three times the data. Returns None,
+    leaving the file to a single read_csv call, when anything is out of the ordinary: a parse
+    problem (that call names it), or a column whose dtype changes between chunks."""
+    try:
+        reader = pd.read_csv(path, chunksize=CHUNK_ROWS, **options)
+    except Exception:
+        return None
+    with reader:
+        try:
+            first = reader.get_chunk()
+            if len(first) < CHUNK_ROWS:
+                return first  # the whole file, exactly as one read_csv call makes it
+            dtypes = first.dtypes
+            groups: dict[np.dtype, list[str]] = {}
+            for name, dtype in dtypes.items():
+                if isinstance(dtype, np.dtype) and dtype.kind in "biuf":
+                    groups.setdefault(dtype, []).append(name)
+            others = {name: [] for name in first.columns
+                      if not any(name in names for names in groups.values())}
+            bound = _max_rows(path)
+            blocks = {dtype: np.empty((bound, len(names)), dtype=dtype, order="F")
+                      for dtype, names in groups.items()}
+            rows = 0
+            for chunk in itertools.chain([first], reader):
+                stop = rows + len(chunk)
+                if stop > bound or not chunk.dtypes.equals(dtypes):
+                    return None
+                for dtype, names in groups.items():
+                    block = blocks[dtype]
+                    for j, name in enumerate(names):
+                        block[rows:stop, j] = chunk[name].to_numpy()
+                for name, parts in others.items():
+                    parts.append(chunk[name])
+                rows = stop
+        except Exception:
+            return None
+    # DataFrames over the blocks share their memory; so do concat and the reordering.
+    parts = [pd.DataFrame(blocks[dtype][:rows], columns=names, copy=False)
+             for dtype, names in groups.items()]
+    if others:
+        parts.append(pd.DataFrame({name: pd.concat(pieces, ignore_index=True)
+                                   for name, pieces in others.items()}))
+    return pd.concat(parts, axis=1)[list(first.columns)]
+
+
+def _max_rows(path: Path) -> int:
+    """An upper bound on the data rows: the lines after the header."""
+    newlines, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            newlines += block.count(b"\n")
+            last = block[-1:]
+    lines = newlines + (last != b"\n")  # a last line without a line break counts too
+    return max(lines - 1, 0)
 
 
 def _long_rows(path: Path) -> list[str]:
@@ -176,7 +265,7 @@ def check_numeric(frame, path: Path, columns: list[str]) -> None:
     import pandas as pd
 
     problems = []
-    for column in columns:
+    for column in _maybe_not_finite(frame, columns):
         values = frame[column]
         numbers = pd.to_numeric(values, errors="coerce")
         bad = ~np.isfinite(numbers.to_numpy(dtype=np.float64))
@@ -193,6 +282,19 @@ def check_numeric(frame, path: Path, columns: list[str]) -> None:
             frame[column] = numbers
     if problems:
         raise DataError(_limit([p for _, p in sorted(problems)], path))
+
+
+def _maybe_not_finite(frame, columns: list[str]) -> list[str]:
+    """`columns` less those known to hold only finite numbers: integer columns, and float
+    columns found finite in one vectorized pass (a column at a time costs far more)."""
+    dtypes = frame.dtypes.to_dict()
+    kinds = {c: dtypes[c].kind if isinstance(dtypes[c], np.dtype) else None for c in columns}
+    floats = [c for c in columns if kinds[c] == "f"]
+    finite = {c for c in columns if kinds[c] in ("i", "u")}
+    if floats:
+        ok = np.isfinite(frame[floats].to_numpy()).all(axis=0)
+        finite.update(c for c, good in zip(floats, ok) if good)
+    return [c for c in columns if c not in finite]
 
 
 def check_labels(frame, path: Path, column: str) -> None:
@@ -335,13 +437,19 @@ def _fit_scaler(prep: Preprocessing, x: np.ndarray, kind: str) -> None:
     """Per-column statistics of the training split; constant columns get a spread of 1."""
     prep.scale = kind
     if kind == "standard":
-        offset, spread = x.mean(axis=0), x.std(axis=0)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
+            offset, spread = x.mean(axis=0), x.std(axis=0)
     elif kind == "minmax":
         offset, spread = x.min(axis=0), x.max(axis=0) - x.min(axis=0)
     else:
         prep.offset, prep.spread = [], []
         return
     spread = np.where(spread > 0, spread, 1.0)
+    too_large = [name for name, o, s in zip(prep.features, offset, spread)
+                 if not (np.isfinite(o) and np.isfinite(s))]
+    if too_large:
+        raise DataError([f"column {name!r}: values too large to scale ({kind} scaling "
+                         "overflows)" for name in too_large])
     prep.offset, prep.spread = offset.tolist(), spread.tolist()
 
 

@@ -101,10 +101,10 @@ class CategoricalCrossentropy(Loss):
         shifted = z - z.max(axis=1, keepdims=True)
         grad = np.exp(shifted)
         total = grad.sum(axis=1, keepdims=True)
-        loss = (np.log(total[:, 0]) - shifted[rows, y_true]).mean()
-        grad /= total
-        grad[rows, y_true] -= 1
-        grad /= n
+        loss = (np.log(total).sum() - shifted[rows, y_true].sum()) / n
+        total *= n
+        grad /= total  # softmax / N
+        grad[rows, y_true] -= 1.0 / n
         return float(loss), grad
 
 

@@ -39,6 +39,7 @@ class Sequential:
             for i, layer in enumerate(self.layers)
             for name, param in layer.parameters().items()
         }
+        pack(list(self._params.values()))
         # Only the first layer that has parameters needs no input gradient: nothing before it
         # is trainable.
         self._first_trainable = next(
@@ -114,3 +115,20 @@ class Sequential:
             raise ValueError("; ".join(problems))
         for name, p in self._params.items():
             p.value[...] = state[name]
+
+
+def pack(params: list[Param]) -> None:
+    """Lay the parameters' values end to end in one flat array, and their gradients in
+    another; each Param keeps views of its part. An optimizer then updates the whole model with
+    a few array operations, whatever the number of layers (see optim.contiguous)."""
+    if not params or len({p.value.dtype for p in params}) > 1:
+        return
+    for attr in ("value", "grad"):
+        arrays = [getattr(p, attr) for p in params]
+        flat = np.empty(sum(a.size for a in arrays), dtype=arrays[0].dtype)
+        offset = 0
+        for p, a in zip(params, arrays):
+            view = flat[offset:offset + a.size].reshape(a.shape)
+            view[...] = a
+            setattr(p, attr, view)
+            offset += a.size

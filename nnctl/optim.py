@@ -4,25 +4,60 @@ Each optimizer works on a flat list of Params and keeps its state in lists index
 list, so every optimizer works on every layer. Updates are in place. The rules follow PyTorch's
 (torch/optim), step counts start at 1, and the state can be saved and restored exactly.
 
-A step allocates nothing: intermediate results go to scratch arrays made once per parameter,
-and hyperparameters are Python floats, so float32 parameters are updated in float32 (a NumPy
-float64 scalar would promote every temporary to float64).
+A step allocates nothing: intermediate results go to scratch arrays made once, and
+hyperparameters are Python floats, so float32 parameters are updated in float32 (a NumPy
+float64 scalar would promote every temporary to float64). When the parameters lie end to end
+in one buffer, as a Sequential model lays them out, the state does too and a step updates the
+whole model with one call of the rule, whatever the number of layers.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import numpy as np
 
 from .layers.base import Param
 
 
+def contiguous(arrays: list[np.ndarray]) -> Optional[np.ndarray]:
+    """The 1-D array that `arrays` make up when they are consecutive views into one buffer,
+    in order and without gaps; None otherwise."""
+    if not arrays or arrays[0].base is None:
+        return None
+    base, start = arrays[0].base, arrays[0].ctypes.data
+    end = start
+    for a in arrays:
+        if a.base is not base or a.dtype != base.dtype or not a.flags.c_contiguous \
+                or a.ctypes.data != end:
+            return None
+        end += a.nbytes
+    if base.ndim != 1 or not base.flags.c_contiguous:
+        return None
+    offset = (start - base.ctypes.data) // base.itemsize
+    return base[offset:offset + (end - start) // base.itemsize]
+
+
+def zeros_like_each(like: list[np.ndarray]) -> tuple[Optional[np.ndarray], list[np.ndarray]]:
+    """Zero arrays shaped like each of `like`: views, end to end, into one flat array that is
+    returned too (None, and separate arrays, when the dtypes differ)."""
+    if len({a.dtype for a in like}) > 1:
+        return None, [np.zeros_like(a) for a in like]
+    flat = np.zeros(sum(a.size for a in like), dtype=like[0].dtype if like else np.float64)
+    views, offset = [], 0
+    for a in like:
+        views.append(flat[offset:offset + a.size].reshape(a.shape))
+        offset += a.size
+    return flat, views
+
+
 class Optimizer:
     name: str
-    #: names of the per-parameter state buffers, each a list of arrays shaped like the params
+    #: names of the per-parameter state buffers, each a list of arrays shaped like the params;
+    #: `update` receives them in this order
     buffers: tuple[str, ...] = ()
-    #: scratch arrays per parameter that `update` needs for its intermediate results
+    #: scratch arrays that `update` needs for its intermediate results
     scratch: int = 1
 
     def __init__(self, params: list[Param], lr: float):
@@ -31,10 +66,20 @@ class Optimizer:
         self.params = list(params)
         self.lr = lr
         self.step_count = 0
-        for buffer in self.buffers:
-            setattr(self, buffer, [np.zeros_like(p.value) for p in self.params])
-        self._scratch = [[np.empty_like(p.value) for _ in range(self.scratch)]
-                         for p in self.params]
+        values = [p.value for p in self.params]
+        # Each state buffer and scratch array is one flat array, seen per parameter through
+        # views; state_dict and load_state_dict use the views.
+        state = [zeros_like_each(values) for _ in self.buffers]
+        scratch = [zeros_like_each(values) for _ in range(self.scratch)]
+        for buffer, (_, views) in zip(self.buffers, state):
+            setattr(self, buffer, views)
+        self._each = [tuple(views[i] for _, views in state + scratch)
+                      for i in range(len(self.params))]
+        self._arrays = [(p.value, p.grad) for p in self.params]
+        flat_values, flat_grads = contiguous(values), contiguous([p.grad for p in self.params])
+        self._flat = None
+        if flat_values is not None and flat_grads is not None:
+            self._flat = (flat_values, flat_grads, *(f for f, _ in state + scratch))
 
     @property
     def lr(self) -> float:
@@ -46,12 +91,17 @@ class Optimizer:
 
     def step(self) -> None:
         self.step_count += 1
-        for i, p in enumerate(self.params):
-            self.update(i, p.value, p.grad, *self._scratch[i])
+        # The flat path holds only while no Param has been given a new array since.
+        if self._flat is not None and all(p.value is v and p.grad is g
+                                          for p, (v, g) in zip(self.params, self._arrays)):
+            self.update(*self._flat)
+            return
+        for p, rest in zip(self.params, self._each):
+            self.update(p.value, p.grad, *rest)
 
-    def update(self, i: int, param: np.ndarray, grad: np.ndarray, *scratch: np.ndarray) -> None:
-        """Update `param` in place from `grad` and the state of parameter `i`; `scratch`
-        arrays (shaped like `param`) hold intermediate results."""
+    def update(self, param: np.ndarray, grad: np.ndarray, *state_and_scratch: np.ndarray) -> None:
+        """Update `param` in place from `grad` and its state arrays (named by `buffers`, in
+        that order), followed by `scratch` arrays for intermediate results."""
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -98,12 +148,12 @@ class SGD(Optimizer):
             raise ValueError("Nesterov momentum requires a momentum greater than 0")
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
 
-    def update(self, i, param, grad, tmp):
+    def update(self, param, grad, buf, tmp):
         mu = self.momentum
         if mu == 0.0:
             direction = grad
         else:
-            direction = buf = self.momentum_buffer[i]
+            direction = buf
             buf *= mu
             buf += grad
             if self.nesterov:
@@ -126,8 +176,7 @@ class Momentum(Optimizer):
             raise ValueError(f"Invalid beta value: {beta}")
         self.beta = float(beta)
 
-    def update(self, i, param, grad, tmp):
-        v = self.velocity[i]
+    def update(self, param, grad, v, tmp):
         v *= self.beta
         np.multiply(grad, 1.0 - self.beta, out=tmp)
         v += tmp
@@ -147,8 +196,7 @@ class Adagrad(Optimizer):
             raise ValueError(f"Invalid epsilon value: {eps}")
         self.eps = float(eps)
 
-    def update(self, i, param, grad, tmp):
-        s = self.sum[i]
+    def update(self, param, grad, s, tmp):
         np.multiply(grad, grad, out=tmp)
         s += tmp
         np.sqrt(s, out=tmp)
@@ -176,9 +224,8 @@ class Adadelta(Optimizer):
             raise ValueError(f"Invalid epsilon value: {eps}")
         self.rho, self.eps = float(rho), float(eps)
 
-    def update(self, i, param, grad, delta, tmp):
+    def update(self, param, grad, square_avg, acc_delta, delta, tmp):
         rho, eps = self.rho, self.eps
-        square_avg, acc_delta = self.square_avg[i], self.acc_delta[i]
         square_avg *= rho
         np.multiply(grad, grad, out=tmp)
         tmp *= 1.0 - rho
@@ -211,8 +258,7 @@ class RMSprop(Optimizer):
             raise ValueError(f"Invalid epsilon value: {eps}")
         self.rho, self.eps = float(rho), float(eps)
 
-    def update(self, i, param, grad, tmp):
-        square_avg = self.square_avg[i]
+    def update(self, param, grad, square_avg, tmp):
         square_avg *= self.rho
         np.multiply(grad, grad, out=tmp)
         tmp *= 1.0 - self.rho
@@ -243,9 +289,8 @@ class Adam(Optimizer):
             raise ValueError(f"Invalid epsilon value: {eps}")
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
-    def update(self, i, param, grad, tmp):
+    def update(self, param, grad, m, v, tmp):
         b1, b2, t = self.beta1, self.beta2, self.step_count
-        m, v = self.exp_avg[i], self.exp_avg_sq[i]
         np.subtract(grad, m, out=tmp)
         tmp *= 1.0 - b1
         m += tmp

@@ -51,7 +51,10 @@ def create_run_dir(runs_dir: Path, name: str, checkpoints: bool = True) -> Path:
         except OSError as exc:
             raise UserError(f"{path}: cannot create the run directory ({exc.strerror})") from None
         if checkpoints:
-            (path / CHECKPOINTS).mkdir()
+            try:
+                (path / CHECKPOINTS).mkdir()
+            except OSError as exc:
+                raise UserError(f"{path / CHECKPOINTS}: cannot create ({exc.strerror})") from None
         return path
     raise UserError(f"{runs_dir}: no free run directory name for {name!r}")
 
@@ -149,7 +152,11 @@ class Run:
         numbered = sorted(epoch_checkpoints(self.checkpoints))
         for _, stem in numbered[:max(len(numbered) - self.keep_last, 0)]:
             for ext in (".json", ".npz"):
-                (self.checkpoints / f"{stem}{ext}").unlink(missing_ok=True)
+                try:
+                    (self.checkpoints / f"{stem}{ext}").unlink(missing_ok=True)
+                except OSError as exc:
+                    raise UserError(f"{self.checkpoints / (stem + ext)}: cannot remove "
+                                    f"({exc.strerror})") from None
 
 
 def link_checkpoint(folder: Path, source: str, target: str) -> None:
@@ -161,7 +168,10 @@ def link_checkpoint(folder: Path, source: str, target: str) -> None:
         except OSError as exc:
             temp.unlink(missing_ok=True)
             raise UserError(f"{folder / (target + ext)}: cannot write ({exc.strerror})") from None
-    fsync_dir(folder)
+    try:
+        fsync_dir(folder)
+    except OSError as exc:
+        raise UserError(f"{folder}: cannot sync ({exc.strerror})") from None
 
 
 def epoch_checkpoints(folder: Path) -> list[tuple[int, str]]:

@@ -198,16 +198,21 @@ class Trainer:
     def fit(self, train: Dataset, validation: Optional[Dataset] = None) -> str:
         """Train until the epochs are done, early stopping fires or a stop is requested.
         Returns the status: completed, early_stopped or interrupted."""
+        # Overflow is caught explicitly (Diverged), so NumPy's warnings would only be noise.
         try:
-            while self.epoch < self.epochs:
-                if self.stop_requested or not self._run_epoch(train):
-                    return "interrupted"
-                if self._end_epoch(validation):
-                    self._restore_early_best()
-                    return "early_stopped"
-            return "completed"
+            with np.errstate(over="ignore", invalid="ignore"):
+                return self._fit(train, validation)
         finally:
             self.progress.close()
+
+    def _fit(self, train: Dataset, validation: Optional[Dataset]) -> str:
+        while self.epoch < self.epochs:
+            if self.stop_requested or not self._run_epoch(train):
+                return "interrupted"
+            if self._end_epoch(validation):
+                self._restore_early_best()
+                return "early_stopped"
+        return "completed"
 
     # One epoch ---------------------------------------------------------------------------
 
@@ -236,7 +241,6 @@ class Trainer:
         return True
 
     def _train_step(self, x: np.ndarray, y: np.ndarray) -> None:
-        where = f"epoch {self.epoch + 1}, batch {self.batch + 1}"
         if self.fused:
             out = self.model.forward(x, training=True, logits=True)
             value, grad = self.loss.from_logits(out, y)
@@ -245,14 +249,16 @@ class Trainer:
             value, grad = self.loss(out, y)
         value += self.model.penalty()
         if not math.isfinite(value):
-            raise Diverged(f"the loss became {value} at {where}")
+            raise Diverged(f"the loss became {value} at epoch {self.epoch + 1}, "
+                           f"batch {self.batch + 1}")
         self.model.backward(grad)
         if self.clip_value is not None:
             clip_grad_value(self.params, self.clip_value)
         norm = (clip_grad_norm(self.params, self.clip_norm) if self.clip_norm is not None
                 else grad_norm(self.params))
         if not math.isfinite(norm):
-            raise Diverged(f"the gradient became non-finite at {where}")
+            raise Diverged(f"the gradient became non-finite at epoch {self.epoch + 1}, "
+                           f"batch {self.batch + 1}")
         self.optimizer.step()
         self.step += 1
         self.running.update(value, out, y)
@@ -275,6 +281,10 @@ class Trainer:
         self.epoch += 1
         self.batch = 0
 
+        # A finite gradient can still carry the weights past the dtype's range; catch it
+        # here, before anything is saved.
+        if not all(np.isfinite(p.value).all() for p in self.params):
+            raise Diverged(f"the weights became non-finite during epoch {self.epoch}")
         if not math.isfinite(row.get("val_loss", 0.0)):
             raise Diverged(f"the validation loss became {row['val_loss']} after epoch {self.epoch}")
         value = row[self.monitor]

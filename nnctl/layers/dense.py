@@ -47,7 +47,7 @@ class Dense(Layer):
         dz = self.activation.backward(dy, self._z, self._y) if self._activated else dy
         np.matmul(self._x.T, dz, out=self.W.grad)
         add_penalty_grad(self.W, self.l1, self.l2)
-        np.sum(dz, axis=0, out=self.b.grad)
+        dz.sum(axis=0, out=self.b.grad)
         return dz @ self.W.value.T if input_grad else None
 
     def parameters(self):

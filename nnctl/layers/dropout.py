@@ -28,8 +28,7 @@ class Dropout(Layer):
             self._mask = None
             return x
         keep = self.rng.random(x.shape, dtype=np.float32) >= self.rate
-        self._mask = keep.astype(x.dtype)
-        self._mask *= x.dtype.type(1.0 / (1.0 - self.rate))
+        self._mask = keep * x.dtype.type(1.0 / (1.0 - self.rate))  # bool * scalar: x's dtype
         return x * self._mask
 
     def backward(self, dy, input_grad=True):
