@@ -285,6 +285,8 @@ class Trainer:
         # here, before anything is saved.
         if not all(np.isfinite(p.value).all() for p in self.params):
             raise Diverged(f"the weights became non-finite during epoch {self.epoch}")
+        if not all(np.isfinite(a).all() for a in self.optimizer.state_dict().values()):
+            raise Diverged(f"the optimizer's state overflowed during epoch {self.epoch}")
         if not math.isfinite(row.get("val_loss", 0.0)):
             raise Diverged(f"the validation loss became {row['val_loss']} after epoch {self.epoch}")
         value = row[self.monitor]

@@ -352,7 +352,8 @@ def test_every_disk_error_is_a_clean_exit_2(tmp_path, monkeypatch, fault):
     fault(monkeypatch)
     result = train(config, tmp_path / "runs")
     monkeypatch.undo()
-    assert_clean_failure(result, 2)
+    err = assert_clean_failure(result, 2)
+    assert "checkpoints" in err, err
 
 
 # ---- safe loading: broken and hostile checkpoint files ------------------------------------------
@@ -534,6 +535,7 @@ def test_json_tampered_at_the_same_position_is_refused(run):
     path.write_text(json.dumps(meta, indent=1))
     with pytest.raises(CheckpointError):
         load_checkpoint(run / "checkpoints", "last")
+    refused(run, "last.json")
 
 
 def test_embedded_meta_that_is_not_json_is_refused(run):
@@ -738,3 +740,23 @@ def test_an_overflowing_last_step_of_an_epoch_is_not_saved(tmp_path):
     run = only_run(tmp_path / "runs")
     assert summary(run)["status"] == "diverged"
     assert_no_bad_weights_saved(run)
+
+
+def test_overflowing_optimizer_state_is_not_saved(tmp_path):
+    from fault_helpers import write_yaml
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 2)), 1e18 * (1 + rng.random(64))
+    (tmp_path / "big.csv").write_text("x0,x1,y\n" + "".join(
+        f"{a:.6g},{b:.6g},{t:.6g}\n" for (a, b), t in zip(x, y)))
+    config = write_yaml(tmp_path / "adagrad.yaml", {
+        "data": {"train": str(tmp_path / "big.csv"), "validation": 0.25, "target": "y"},
+        "model": {"layers": [{"type": "dense", "units": 1}]}, "loss": "mse",
+        "optimizer": {"type": "adagrad", "lr": 0.01},
+        "training": {"epochs": 12, "batch_size": 1}})
+    result = train(config, tmp_path / "runs")
+    assert result.exit_code in (0, 3), result.output
+    run = only_run(tmp_path / "runs")
+    assert_no_bad_weights_saved(run)
+    if result.exit_code == 0:
+        assert cli("eval", run, "--checkpoint", "last").exit_code == 0
