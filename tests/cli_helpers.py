@@ -193,3 +193,18 @@ def make_problem(folder: Path, kind: str = "classification", config_name: str = 
         return write_config(folder / config_name, classification_config(**training))
     write_csv(folder / "reg.csv", ["x1", "x2", "y"], regression_rows(n or 80))
     return write_config(folder / config_name, regression_config(**training))
+
+
+def tiny_iris_config(epochs: int) -> str:
+    """A small iris classifier that trains in well under a second."""
+    return f"""\
+seed: 0
+data: {{train: {DATASETS / "iris.csv"}, validation: 0.2, target: species}}
+model:
+  layers:
+    - {{type: dense, units: 8, activation: relu}}
+    - {{type: dense, units: 3, activation: softmax}}
+loss: categorical_crossentropy
+optimizer: {{type: adam, lr: 0.01}}
+training: {{epochs: {epochs}, batch_size: 16}}
+"""

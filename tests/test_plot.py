@@ -10,21 +10,12 @@ from nnctl import commands
 from nnctl.cli import app
 from nnctl.config import load_config
 from nnctl.plots import labels_for, main_metric
+from cli_helpers import tiny_iris_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-IRIS = f"""\
-seed: 0
-data: {{train: {ROOT / "datasets" / "iris.csv"}, validation: 0.2, target: species}}
-model:
-  layers:
-    - {{type: dense, units: 8, activation: relu}}
-    - {{type: dense, units: 3, activation: softmax}}
-loss: categorical_crossentropy
-optimizer: {{type: adam, lr: 0.01}}
-training: {{epochs: 8, batch_size: 16}}
-"""
+IRIS = tiny_iris_config(epochs=8)
 
 REGRESSION = f"""\
 seed: 0

@@ -5,32 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from gradcheck import numerical_grad, rel_error
 from nnctl.layers import LAYERS, RNN
 from nnctl.losses import get_loss
 from nnctl.model import Sequential
 from nnctl.optim import OPTIMIZERS
 
 N, T, F, UNITS = 3, 5, 4, 6
-
-
-def rel_error(a, b):
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    denom = np.linalg.norm(a) + np.linalg.norm(b)
-    return 0.0 if denom == 0 else float(np.linalg.norm(a - b) / denom)
-
-
-def numeric_grad(loss, array, eps=1e-6):
-    """Central differences of the scalar `loss()` with respect to every element of `array`."""
-    grad = np.zeros_like(array)
-    for idx in np.ndindex(array.shape):
-        old = array[idx]
-        array[idx] = old + eps
-        plus = loss()
-        array[idx] = old - eps
-        minus = loss()
-        array[idx] = old
-        grad[idx] = (plus - minus) / (2 * eps)
-    return grad
 
 
 def built_rnn(seed=0, dtype=np.float64, steps=T, features=F, **kwargs):
@@ -48,9 +29,9 @@ def layer_grad_errors(layer, x, r):
 
     layer.forward(x)
     dx = layer.backward(r)
-    errors = {"x": rel_error(dx, numeric_grad(loss, x))}
+    errors = {"x": rel_error(dx, numerical_grad(loss, x))}
     for name, p in layer.parameters().items():
-        errors[name] = rel_error(p.grad, numeric_grad(loss, p.value))
+        errors[name] = rel_error(p.grad, numerical_grad(loss, p.value))
     return errors
 
 
@@ -110,7 +91,7 @@ def test_stacked_rnns_in_sequential_gradient_check():
     model.backward(dz)
     for name, p in model.parameters().items():
         analytic = p.grad.copy()
-        assert rel_error(analytic, numeric_grad(loss, p.value)) < 1e-6, name
+        assert rel_error(analytic, numerical_grad(loss, p.value)) < 1e-6, name
 
 
 # ----------------------------------------------------------------------------- torch

@@ -12,21 +12,11 @@ from nnctl import commands
 from nnctl.cli import app
 from nnctl.config import load_config
 from nnctl.listing import differing_keys, flatten
+from cli_helpers import tiny_iris_config
 
 ROOT = Path(__file__).resolve().parents[1]
-IRIS = ROOT / "datasets" / "iris.csv"
 
-BASE = f"""\
-seed: 0
-data: {{train: {IRIS}, validation: 0.2, target: species}}
-model:
-  layers:
-    - {{type: dense, units: 8, activation: relu}}
-    - {{type: dense, units: 3, activation: softmax}}
-loss: categorical_crossentropy
-optimizer: {{type: adam, lr: 0.01}}
-training: {{epochs: 6, batch_size: 16}}
-"""
+BASE = tiny_iris_config(epochs=6)
 
 # (where below the runs folder, name, overrides): two in a sweep-like subfolder, one on top.
 RUNS = [

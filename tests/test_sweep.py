@@ -16,21 +16,11 @@ from typer.testing import CliRunner
 from nnctl.cli import app
 from nnctl.config import parse_override
 from nnctl.sweep import SweepSpec, generate_trials, load_sweep, yaml_value
+from cli_helpers import tiny_iris_config
 
 ROOT = Path(__file__).resolve().parents[1]
-IRIS = ROOT / "datasets" / "iris.csv"
 
-BASE = f"""\
-seed: 0
-data: {{train: {IRIS}, validation: 0.2, target: species}}
-model:
-  layers:
-    - {{type: dense, units: 8, activation: relu}}
-    - {{type: dense, units: 3, activation: softmax}}
-loss: categorical_crossentropy
-optimizer: {{type: adam, lr: 0.01}}
-training: {{epochs: 4, batch_size: 16}}
-"""
+BASE = tiny_iris_config(epochs=4)
 
 GRID = """\
 config: base.yaml
