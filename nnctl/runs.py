@@ -24,7 +24,7 @@ import numpy as np
 
 from . import __version__
 from .checkpoint import (
-    atomic_write, fsync_dir, load_checkpoint, remove_temp_files, save_checkpoint, TEMP_MARK,
+    atomic_write, fsync_dir, load_checkpoint, save_checkpoint, TEMP_MARK,
 )
 from .errors import CheckpointError, UserError
 from .progress import format_row

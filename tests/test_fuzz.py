@@ -7,7 +7,6 @@ Each test counts the examples it ran and prints the count (see them with `pytest
 from __future__ import annotations
 
 import copy
-import math
 import random
 import shutil
 import signal
@@ -15,7 +14,6 @@ from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st

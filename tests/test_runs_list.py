@@ -14,7 +14,6 @@ from nnctl.config import load_config
 from nnctl.listing import differing_keys, flatten
 from cli_helpers import tiny_iris_config
 
-ROOT = Path(__file__).resolve().parents[1]
 
 BASE = tiny_iris_config(epochs=6)
 

@@ -18,7 +18,6 @@ from nnctl.config import parse_override
 from nnctl.sweep import SweepSpec, generate_trials, load_sweep, yaml_value
 from cli_helpers import tiny_iris_config
 
-ROOT = Path(__file__).resolve().parents[1]
 
 BASE = tiny_iris_config(epochs=4)
 
