@@ -20,7 +20,7 @@ from .build import (
     build_early_stopping, build_model, build_optimizer, build_schedule, check_against_data,
     rng_streams,
 )
-from .checkpoint import load_weights_file
+from .checkpoint import load_weights_file, remove_temp_files
 from .config import Config, load_config, monitor_mode
 from .data import Preprocessing, TrainingData, load_for_eval, load_for_predict, load_training_data
 from .errors import CheckpointError, UserError
@@ -28,7 +28,7 @@ from .losses import get_loss
 from .progress import choose
 from .runs import (
     RNG_KEYS, Run, command_line, create_run_dir, epoch_checkpoints, open_run, read_checkpoint,
-    read_metrics, read_summary, remove_temp_files, rng_state_from, versions,
+    read_metrics, read_summary, rng_state_from, versions,
 )
 from .train import Diverged, Trainer, evaluate
 
