@@ -6,7 +6,7 @@ and all problems in a file are listed together (up to a limit).
 
 from __future__ import annotations
 
-import itertools
+import io
 import math
 import re
 import warnings
@@ -61,9 +61,9 @@ class Preprocessing:
         return len(self.classes) if self.task == "classification" else len(self.targets)
 
     def inputs(self, frame, path: Path, dtype) -> np.ndarray:
-        """Scaled (and for sequences reshaped) feature array of a checked frame. It is made
-        SCALE_ROWS rows at a time (scaled in float64, then cast), so that no float64 copy of
-        the whole data is ever held beside the frame."""
+        """Scaled (and for sequences reshaped) feature array of a checked frame, made
+        SCALE_ROWS rows at a time (scaled in float64, then cast): the float64 temporaries stay
+        small instead of two copies of the whole data."""
         # A view, no copy, when the features are one float64 block (as read_csv makes them).
         values = frame[self.features].to_numpy(dtype=np.float64)
         x = np.empty(values.shape, dtype=dtype)
@@ -146,6 +146,7 @@ def read_csv(path: str | Path):
             frame = _read_in_chunks(pd, path, CSV_OPTIONS)
             if frame is None:
                 frame = pd.read_csv(path, **CSV_OPTIONS)
+        _return_free_memory()
     except pd.errors.ParserWarning:
         raise DataError(_limit(_long_rows(path), path)) from None
     except pd.errors.EmptyDataError:
@@ -171,66 +172,129 @@ def read_csv(path: str | Path):
 # index_col=False stops pandas from silently turning a first column into the index when rows
 # have more fields than the header (it warns instead, made an error in read_csv).
 CSV_OPTIONS = {"skip_blank_lines": False, "index_col": False, "encoding": "utf-8"}
-CHUNK_ROWS = 8192  # rows parsed at a time from files larger than that
+CHUNK_ROWS = 4096  # rows parsed at a time from a large file
 
 
 def _read_in_chunks(pd, path: Path, options: dict):
-    """pandas.read_csv(path, **options), parsed CHUNK_ROWS rows at a time into one array per
-    NumPy dtype (each column contiguous, as in a DataFrame), so a large file is held about once
-    while it is read; pandas.read_csv alone peaks near three times the data. Returns None,
-    leaving the file to a single read_csv call, when anything is out of the ordinary: a parse
-    problem (that call names it), or a column whose dtype changes between chunks."""
+    """pandas.read_csv(path, **options) for a large file, parsed CHUNK_ROWS rows at a time
+    straight into one array per NumPy dtype (each column contiguous, as in a DataFrame), so
+    the data is held about once while it is read: pandas.read_csv alone peaks near three
+    times it. After the first chunk, two threads parse the two halves of the rest (pandas'
+    tokenizer runs without the GIL), as pandas.read_csv itself does on two cores.
+
+    Returns None, leaving the file to a single read_csv call, when anything is out of the
+    ordinary: a small file, quote characters (a quoted line break would shift the halves), a
+    parse problem (that call names it), or a column whose dtype differs between chunks."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    options = {**options, "low_memory": False}  # a chunk is small already: parse it whole
     try:
-        reader = pd.read_csv(path, chunksize=CHUNK_ROWS, **options)
-    except Exception:
-        return None
-    with reader:
-        try:
-            first = reader.get_chunk()
-            if len(first) < CHUNK_ROWS:
-                return first  # the whole file, exactly as one read_csv call makes it
-            dtypes = first.dtypes
-            groups: dict[np.dtype, list[str]] = {}
+        with ThreadPoolExecutor(2) as pool:
+            scan = pool.submit(_row_starts, path)  # while the first chunk tells the dtypes
+            first = pd.read_csv(path, nrows=CHUNK_ROWS, **options)
+            layout = scan.result()
+            if layout is None or layout[0] <= 2 * CHUNK_ROWS:
+                return None
+            rows, starts = layout
+            columns, dtypes = list(first.columns), first.dtypes
+            groups: dict[np.dtype, list[str]] = {}  # the numeric columns, by dtype
             for name, dtype in dtypes.items():
                 if isinstance(dtype, np.dtype) and dtype.kind in "biuf":
                     groups.setdefault(dtype, []).append(name)
-            others = {name: [] for name in first.columns
-                      if not any(name in names for names in groups.values())}
-            bound = _max_rows(path)
-            blocks = {dtype: np.empty((bound, len(names)), dtype=dtype, order="F")
+            blocks = {dtype: np.empty((rows, len(names)), dtype=dtype, order="F")
                       for dtype, names in groups.items()}
-            rows = 0
-            for chunk in itertools.chain([first], reader):
-                stop = rows + len(chunk)
-                if stop > bound or not chunk.dtypes.equals(dtypes):
-                    return None
-                for dtype, names in groups.items():
-                    block = blocks[dtype]
-                    for j, name in enumerate(names):
-                        block[rows:stop, j] = chunk[name].to_numpy()
-                for name, parts in others.items():
-                    parts.append(chunk[name])
-                rows = stop
-        except Exception:
-            return None
+            place = {name: (blocks[dtype], j) for dtype, names in groups.items()
+                     for j, name in enumerate(names)}  # a numeric column's block and index
+            others = [name for name in columns if name not in place]
+
+            def fill(chunk, row: int):
+                """Copy a chunk's numeric columns into its rows; return its other columns."""
+                if not chunk.dtypes.equals(dtypes):
+                    raise ValueError("a column's dtype differs between chunks")
+                for name, column in chunk.items():
+                    if name in place:
+                        block, j = place[name]
+                        block[row:row + len(chunk), j] = column.to_numpy()
+                return chunk[others]
+
+            def read_rows(start: int, stop: int) -> list:
+                """Parse rows [start, stop) into the blocks; return the other columns."""
+                row, pieces = start, []
+                with pd.read_csv(_Span(path, starts[start], starts[stop]), header=None,
+                                 names=columns, chunksize=CHUNK_ROWS, **options) as reader:
+                    for chunk in reader:
+                        pieces.append(fill(chunk, row))
+                        row += len(chunk)
+                if row != stop:
+                    raise ValueError("the rows do not match the lines")
+                return pieces
+
+            middle = max(2, (rows // CHUNK_ROWS + 1) // 2) * CHUNK_ROWS  # in (CHUNK_ROWS, rows)
+            halves = list(pool.map(read_rows, [CHUNK_ROWS, middle], [middle, rows]))
+        pieces = [fill(first, 0)] + halves[0] + halves[1]
+    except Exception:
+        return None
     # DataFrames over the blocks share their memory; so do concat and the reordering.
-    parts = [pd.DataFrame(blocks[dtype][:rows], columns=names, copy=False)
+    parts = [pd.DataFrame(blocks[dtype], columns=names, copy=False)
              for dtype, names in groups.items()]
     if others:
-        parts.append(pd.DataFrame({name: pd.concat(pieces, ignore_index=True)
-                                   for name, pieces in others.items()}))
-    return pd.concat(parts, axis=1)[list(first.columns)]
+        parts.append(pd.concat(pieces, ignore_index=True))
+    return pd.concat(parts, axis=1)[columns]
 
 
-def _max_rows(path: Path) -> int:
-    """An upper bound on the data rows: the lines after the header."""
-    newlines, last = 0, b"\n"
+class _Span(io.RawIOBase):
+    """Bytes [start, stop) of a file, read as a file."""
+
+    def __init__(self, path: Path, start: int, stop: int):
+        self._file = open(path, "rb")
+        self._file.seek(start)
+        self._left = stop - start
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self._file.readinto(memoryview(buffer)[:self._left]) if self._left > 0 else 0
+        self._left -= n
+        return n
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _row_starts(path: Path):
+    """(number of data rows, {row: byte offset where it starts} for rows 0, CHUNK_ROWS,
+    2 CHUNK_ROWS, ... and for the row count: the file's size), or None if the file holds a
+    quote character."""
+    starts, newlines, size, last = {}, 0, 0, b"\n"
     with open(path, "rb") as f:
-        while block := f.read(1 << 24):
-            newlines += block.count(b"\n")
+        while block := f.read(1 << 22):
+            data = np.frombuffer(block, np.uint8)
+            if (data == ord('"')).any():
+                return None
+            ends = np.flatnonzero(data == ord("\n"))
+            # line break j ends line j (the header is line 0), so data row j starts after it
+            for k in range(-newlines % CHUNK_ROWS, len(ends), CHUNK_ROWS):
+                starts[newlines + k] = size + int(ends[k]) + 1
+            newlines += len(ends)
+            size += len(block)
             last = block[-1:]
-    lines = newlines + (last != b"\n")  # a last line without a line break counts too
-    return max(lines - 1, 0)
+    rows = newlines + (last != b"\n") - 1  # a last line without a line break counts too
+    starts[rows] = size
+    return rows, starts
+
+
+def _return_free_memory() -> None:
+    """Give the C heap's free pages back to the system. After parsing, glibc keeps the
+    parser's freed buffers and column arrays (about two chunks' worth, or more after a
+    single read) for a reuse that does not come; the scaling that follows needs the memory."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to trim
 
 
 def _long_rows(path: Path) -> list[str]:
@@ -438,7 +502,10 @@ def _fit_scaler(prep: Preprocessing, x: np.ndarray, kind: str) -> None:
     prep.scale = kind
     if kind == "standard":
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
-            offset, spread = x.mean(axis=0), x.std(axis=0)
+            offset = x.mean(axis=0)
+            # A block of columns at a time: x.std makes a temporary as large as x.
+            spread = np.concatenate([x[:, c:c + 64].std(axis=0)
+                                     for c in range(0, x.shape[1], 64)])
     elif kind == "minmax":
         offset, spread = x.min(axis=0), x.max(axis=0) - x.min(axis=0)
     else:

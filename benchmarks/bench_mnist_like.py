@@ -1,0 +1,427 @@
+"""nnctl against PyTorch and scikit-learn on an MNIST-sized problem, end to end.
+
+    python benchmarks/bench_mnist_like.py            # the full benchmark (3+ minutes)
+    python benchmarks/bench_mnist_like.py --quick    # a smoke run on 6,000 rows
+
+It writes a 60,000 x 784 CSV of pixel-like floats in [0, 1] with 10 learnable classes (once,
+into benchmarks/.cache/), then, in one run:
+
+- `nnctl train CONFIG --runs-dir TMP --quiet --json` as a subprocess (MLP 784-256-128-10, relu,
+  softmax, Adam 1e-3, batch 128, float32, 4 epochs, no validation): epoch times from the run's
+  metrics.csv, wall time and peak RSS of the whole command;
+- the same model in PyTorch (same data, batch size and epochs; a plain loop that shuffles,
+  gathers each batch and keeps the running loss and accuracy, as nnctl does);
+- scikit-learn's MLPClassifier (adam, batch 128, one partial_fit per epoch);
+- nnctl's CSV loading against pandas.read_csv alone, and `nnctl --help`;
+- a second table: batch 32 and 512, a model twice as wide, an rnn layer against torch.nn.RNN,
+  and nnctl with two BLAS threads instead of its default of one.
+
+Missing torch or scikit-learn only drops their rows. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / ".cache"
+CLASSES = 10
+FEATURES = 784
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+# Runs a command and reports its wall time and peak RSS. A small process of its own does the
+# waiting: the child's maxrss then starts from this helper's few MB, not from the size of the
+# benchmark process (Linux carries the parent's high-water mark across fork + exec).
+TIMER = """
+import json, resource, subprocess, sys, time
+started = time.perf_counter()
+code = subprocess.call(sys.argv[2:])
+wall = time.perf_counter() - started
+peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+with open(sys.argv[1], "w") as f:
+    json.dump({"code": code, "wall": wall, "peak_mb": peak_kb / 1024}, f)
+"""
+
+
+# ---- data -----------------------------------------------------------------------------------
+
+def make_dataset(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-like values in [0, 1] (3 decimals): a shared image plus a small class pattern plus
+    noise, so the classes overlap and accuracy is informative (a linear model gets ~90%)."""
+    rng = np.random.default_rng(seed)
+    base = rng.random(FEATURES, dtype=np.float32)
+    patterns = rng.normal(0.0, 0.04, size=(CLASSES, FEATURES)).astype(np.float32)
+    y = rng.integers(0, CLASSES, size=rows)
+    x = base + patterns[y]
+    x += rng.normal(0.0, 0.35, size=(rows, FEATURES)).astype(np.float32)
+    np.clip(x, 0.0, 1.0, out=x)
+    return np.round(x * 1000).astype(np.int16), y
+
+
+def ensure_csv(rows: int) -> Path:
+    """The cached CSV with `rows` rows (label first, then pixel0..pixel783), made if missing."""
+    path = CACHE / f"mnist_like_{rows}.csv"
+    if path.exists():
+        return path
+    CACHE.mkdir(exist_ok=True)
+    print(f"writing {path} (once) ...", file=sys.stderr, flush=True)
+    codes, y = make_dataset(rows)
+    text = [f"{v / 1000:.3f}" for v in range(1001)]  # every value has 3 decimals
+    temp = path.with_suffix(".tmp")
+    with open(temp, "w", encoding="utf-8") as f:
+        f.write(",".join(["label"] + [f"pixel{i}" for i in range(FEATURES)]) + "\n")
+        for label, row in zip(y.tolist(), codes.tolist()):
+            f.write(f"{label}," + ",".join([text[v] for v in row]) + "\n")
+    os.replace(temp, path)
+    return path
+
+
+def write_config(folder: Path, name: str, csv_path: Path, layers: list[dict], batch: int,
+                 epochs: int, sequence: dict | None = None) -> Path:
+    """A config in YAML's JSON subset (no YAML library needed here)."""
+    data = {"train": str(csv_path), "validation": None, "target": "label"}
+    if sequence:
+        data["sequence"] = sequence
+    config = {
+        "name": name, "seed": 0, "dtype": "float32", "data": data,
+        "model": {"layers": layers}, "loss": "categorical_crossentropy",
+        "optimizer": {"type": "adam", "lr": 1.0e-3},
+        "training": {"epochs": epochs, "batch_size": batch},
+    }
+    path = folder / f"{name}.yaml"
+    path.write_text(json.dumps(config, indent=1) + "\n")
+    return path
+
+
+def mlp_layers(widths: tuple[int, ...]) -> list[dict]:
+    return [{"type": "dense", "units": w, "activation": "relu"} for w in widths] + [
+        {"type": "dense", "units": CLASSES, "activation": "softmax"}]
+
+
+# ---- nnctl through its front door ------------------------------------------------------------
+
+def nnctl_command() -> list[str]:
+    found = shutil.which("nnctl")
+    return [found] if found else [sys.executable, "-m", "nnctl.cli"]
+
+
+def child_env(blas_threads: int | None) -> dict:
+    """The environment for nnctl: its own default thread policy, or `blas_threads` threads."""
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
+    if blas_threads is not None:
+        for var in THREAD_VARS:
+            env[var] = str(blas_threads)
+    return env
+
+
+def timed(command: list[str], env: dict, workdir: Path) -> dict:
+    """Run `command`; return its exit code, wall time (s), peak RSS (MB), stdout and stderr."""
+    report = workdir / "timer.json"
+    out, err = workdir / "stdout.txt", workdir / "stderr.txt"
+    with open(out, "wb") as o, open(err, "wb") as e:
+        subprocess.run([sys.executable, "-c", TIMER, str(report), *command],
+                       env=env, stdout=o, stderr=e, check=False)
+    result = json.loads(report.read_text())
+    result["stdout"], result["stderr"] = out.read_text(), err.read_text()
+    return result
+
+
+def run_nnctl(config: Path, workdir: Path, blas_threads: int | None = None) -> dict:
+    runs = workdir / f"runs-{config.stem}-{blas_threads or 'default'}"
+    result = timed(nnctl_command() + ["train", str(config), "--runs-dir", str(runs), "--quiet",
+                                      "--json"], child_env(blas_threads), workdir)
+    if result["code"] != 0:
+        raise SystemExit(f"nnctl train {config} failed ({result['code']}):\n{result['stderr']}")
+    summary = json.loads(result["stdout"].strip().splitlines()[-1])
+    with open(Path(summary["run_dir"]) / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    seconds = [float(r["seconds"]) for r in rows]
+    return {
+        "epoch_seconds": seconds,
+        "median": statistics.median(seconds),
+        "wall": result["wall"],
+        "beyond_epochs": result["wall"] - sum(seconds),
+        # commands.train starts its clock after loading the data and building the model
+        "before_training": result["wall"] - summary["wall_seconds"],
+        "peak_mb": result["peak_mb"],
+        "accuracy": float(rows[-1]["train_accuracy"]),
+    }
+
+
+def help_seconds(repeats: int, workdir: Path) -> float:
+    times = []
+    for _ in range(repeats):
+        result = timed(nnctl_command() + ["--help"], child_env(None), workdir)
+        times.append(result["wall"])
+    return statistics.median(times)
+
+
+def load_seconds(csv_path: Path, config: Path, repeats: int) -> tuple[float, float, tuple]:
+    """Median seconds of nnctl's loading (read, check, encode, scale, float32) and of
+    pandas.read_csv alone, alternated; returns the training arrays too."""
+    import pandas as pd
+
+    from nnctl.build import rng_streams
+    from nnctl.config import load_config
+    from nnctl.data import load_training_data
+
+    cfg = load_config(config)
+    ours, theirs = [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        pd.read_csv(csv_path)
+        theirs.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        data = load_training_data(cfg.data, cfg.task, rng_streams(cfg.seed)["split"],
+                                  np.dtype(cfg.dtype))
+        ours.append(time.perf_counter() - started)
+    return statistics.median(ours), statistics.median(theirs), (data.train.x, data.train.y)
+
+
+# ---- references -------------------------------------------------------------------------------
+
+def run_torch(x: np.ndarray, y: np.ndarray, model_kind: str, widths: tuple[int, ...],
+              batch: int, epochs: int, threads: int, sequence: tuple[int, int] | None = None):
+    """Epoch times of the same model and loop in PyTorch, or None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    from torch import nn
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    if model_kind == "rnn":
+        steps, features = sequence
+
+        class Recurrent(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.rnn = nn.RNN(features, widths[0], nonlinearity="tanh", batch_first=True)
+                self.out = nn.Linear(widths[0], CLASSES)
+
+            def forward(self, inputs):
+                states, _ = self.rnn(inputs)
+                return self.out(states[:, -1])
+
+        model = Recurrent()
+        xs = torch.from_numpy(x.reshape(len(x), steps, features))
+    else:
+        sizes = (x.shape[1],) + widths
+        layers = []
+        for n_in, n_out in zip(sizes, sizes[1:]):
+            layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+        model = nn.Sequential(*layers, nn.Linear(sizes[-1], CLASSES))
+        xs = torch.from_numpy(x)
+    ys = torch.from_numpy(y)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    times, accuracy = [], 0.0
+    for _ in range(epochs):
+        started = time.perf_counter()
+        order = torch.randperm(len(xs))
+        loss_sum, correct = 0.0, 0
+        for start in range(0, len(xs), batch):
+            index = order[start:start + batch]
+            xb, yb = xs[index], ys[index]
+            optimizer.zero_grad()
+            out = model(xb)
+            loss = loss_fn(out, yb)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item()
+            correct += int((out.argmax(1) == yb).sum())
+        times.append(time.perf_counter() - started)
+        accuracy = correct / len(xs)
+    return {"epoch_seconds": times, "median": statistics.median(times), "accuracy": accuracy,
+            "threads": threads}
+
+
+def run_sklearn(x: np.ndarray, y: np.ndarray, batch: int, epochs: int, threads: int):
+    """Epoch times of MLPClassifier (one partial_fit = one epoch), or None without sklearn."""
+    try:
+        from sklearn.neural_network import MLPClassifier
+    except ImportError:
+        return None
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # sklearn depends on it, but stay runnable without
+        from contextlib import nullcontext as threadpool_limits
+    model = MLPClassifier(hidden_layer_sizes=(256, 128), solver="adam", batch_size=batch,
+                          learning_rate_init=1e-3, random_state=0)
+    classes = np.arange(CLASSES)
+    times = []
+    with threadpool_limits(threads):
+        for _ in range(epochs):
+            started = time.perf_counter()
+            model.partial_fit(x, y, classes=classes)
+            times.append(time.perf_counter() - started)
+        accuracy = float((model.predict(x) == y).mean())
+    return {"epoch_seconds": times, "median": statistics.median(times), "accuracy": accuracy,
+            "threads": threads}
+
+
+# ---- report -------------------------------------------------------------------------------------
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    parts = [f"{cpu}, {os.cpu_count()} cores", f"Python {platform.python_version()}",
+             f"numpy {np.__version__}"]
+    try:
+        from threadpoolctl import threadpool_info
+        blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+        if blas:
+            parts[-1] += f" ({blas[0]['internal_api']} {blas[0]['version']}, " \
+                         f"{blas[0].get('architecture')} kernels)"
+    except ImportError:
+        pass
+    for module in ("torch", "sklearn", "pandas"):
+        try:
+            parts.append(f"{module} {__import__(module).__version__}")
+        except ImportError:
+            parts.append(f"{module} not installed")
+    return "; ".join(parts)
+
+
+def ratio(a: float, b: float | None) -> str:
+    return f"{a / b:.2f}x" if b else "-"
+
+
+def fmt(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="6,000 rows, 2 epochs, 1 repeat")
+    parser.add_argument("--rows", type=int, help="rows of the CSV (default 60000)")
+    parser.add_argument("--epochs", type=int, help="epochs per run (default 4)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(),
+                        help="threads for PyTorch and scikit-learn (default: all cores)")
+    parser.add_argument("--no-extra", action="store_true", help="skip the second table")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    rows = args.rows or (6000 if args.quick else 60000)
+    epochs = args.epochs or (2 if args.quick else 4)
+    repeats = 1 if args.quick else 3
+
+    csv_path = ensure_csv(rows)
+    results: dict = {"machine": machine(), "rows": rows, "epochs": epochs,
+                     "load_average_start": os.getloadavg()}
+    print(f"machine: {results['machine']}")
+    print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    data_mb = rows * FEATURES * 4 / 1e6
+    print(f"data: {rows:,} x {FEATURES} float32 = {data_mb:.0f} MB; CSV "
+          f"{csv_path.stat().st_size / 1e6:.0f} MB; {epochs} epochs; reference threads "
+          f"{args.threads}\n", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="nnctl-bench-") as tmp:
+        tmp = Path(tmp)
+        base = write_config(tmp, "mlp", csv_path, mlp_layers((256, 128)), 128, epochs)
+
+        results["help_seconds"] = help_seconds(5 if not args.quick else 2, tmp)
+        load_ours, load_pandas, (x, y) = load_seconds(csv_path, base, repeats)
+        results["load_seconds"] = {"nnctl": load_ours, "pandas": load_pandas}
+
+        ours = results["nnctl"] = run_nnctl(base, tmp)
+        torch_ = results["torch"] = run_torch(x, y, "mlp", (256, 128), 128, epochs, args.threads)
+        torch1 = results["torch_1_thread"] = (
+            run_torch(x, y, "mlp", (256, 128), 128, epochs, 1) if args.threads != 1 else None)
+        sk = results["sklearn"] = run_sklearn(x, y, 128, epochs, args.threads)
+        reference = torch_["median"] if torch_ else None
+
+        print("MLP 784-256-128-10, batch 128, Adam 1e-3, float32; nnctl with its default BLAS "
+              "threads (1)")
+        print("| run | median epoch (s) | vs PyTorch | train accuracy |")
+        print("|---|---:|---:|---:|")
+        print(f"| nnctl train | {fmt(ours['median'])} | {ratio(ours['median'], reference)} | "
+              f"{ours['accuracy']:.3f} |")
+        references = [("PyTorch", torch_), ("scikit-learn MLPClassifier", sk)]
+        if torch1 is not None:
+            references.insert(1, ("PyTorch", torch1))
+        for label, row in references:
+            if row is None:
+                print(f"| {label} | not installed | | |")
+            else:
+                threads = f"{row['threads']} thread" + ("s" if row["threads"] != 1 else "")
+                print(f"| {label} ({threads}) | {fmt(row['median'])} | "
+                      f"{ratio(row['median'], reference)} | {row['accuracy']:.3f} |")
+        budget = 3 * data_mb + 300
+        print()
+        print("| whole command | measured | target |")
+        print("|---|---:|---:|")
+        print(f"| `nnctl train` wall time | {ours['wall']:.2f} s | |")
+        print(f"| beyond its epochs | {ours['beyond_epochs']:.2f} s | <= 3 s |")
+        print(f"| of which before training starts (startup, CSV) | "
+              f"{ours['before_training']:.2f} s | |")
+        print(f"| CSV load: nnctl (read, check, scale, float32) | {load_ours:.2f} s | "
+              f"{ratio(load_ours, load_pandas)} pandas |")
+        print(f"| CSV load: pandas.read_csv alone | {load_pandas:.2f} s | |")
+        print(f"| peak memory (RSS) | {ours['peak_mb']:.0f} MB | <= {budget:.0f} MB "
+              f"(3 x {data_mb:.0f} + 300) |")
+        print(f"| `nnctl --help` | {results['help_seconds']:.3f} s | < 0.5 s |", flush=True)
+
+        if not args.no_extra:
+            extra = results["extra"] = []
+            cases = [
+                ("batch 32", mlp_layers((256, 128)), 32, None, (256, 128)),
+                ("batch 512", mlp_layers((256, 128)), 512, None, (256, 128)),
+                ("twice as wide (784-512-256-10)", mlp_layers((512, 256)), 128, None, (512, 256)),
+                ("rnn 128 tanh over 28 steps x 28 features, batch 128",
+                 [{"type": "rnn", "units": 128, "activation": "tanh"},
+                  {"type": "dense", "units": CLASSES, "activation": "softmax"}],
+                 128, {"steps": 28, "features": 28}, (128,)),
+            ]
+            for i, (label, layers, batch, sequence, widths) in enumerate(cases):
+                config = write_config(tmp, f"case{i}", csv_path, layers, batch, epochs, sequence)
+                mine = run_nnctl(config, tmp)
+                kind = "rnn" if sequence else "mlp"
+                seq = (sequence["steps"], sequence["features"]) if sequence else None
+                theirs = run_torch(x, y, kind, widths, batch, epochs, args.threads, seq)
+                one = (run_torch(x, y, kind, widths, batch, epochs, 1, seq)
+                       if args.threads != 1 else None)
+                extra.append({"case": label, "nnctl": mine, "torch": theirs, "torch1": one})
+            two = run_nnctl(base, tmp, blas_threads=2)
+            extra.append({"case": "base model, nnctl with 2 BLAS threads (default 1)",
+                          "nnctl": two, "torch": torch_, "torch1": torch1})
+            print()
+            print(f"| case | nnctl epoch (s) | PyTorch {args.threads} threads (s) | ratio | "
+                  "PyTorch 1 thread (s) | ratio | nnctl wall (s) | peak (MB) |")
+            print("|---|---:|---:|---:|---:|---:|---:|---:|")
+            for row in extra:
+                t = row["torch"]["median"] if row["torch"] else None
+                t1 = row["torch1"]["median"] if row["torch1"] else None
+                mine = row["nnctl"]["median"]
+                print(f"| {row['case']} | {fmt(mine)} | {fmt(t)} | {ratio(mine, t)} | "
+                      f"{fmt(t1)} | {ratio(mine, t1)} | {row['nnctl']['wall']:.1f} | "
+                      f"{row['nnctl']['peak_mb']:.0f} |")
+
+    results["load_average_end"] = os.getloadavg()
+    print(f"\nload average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1, default=float) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
