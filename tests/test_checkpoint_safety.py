@@ -83,6 +83,26 @@ def checkpoint_pair(folder: Path, epoch: int) -> None:
     save_checkpoint(folder, "last", arrays, {"epoch": epoch, "step": 10 * epoch, "batch": 0})
 
 
+class FailingFile:
+    """A file whose write puts `keep(data)` bytes on disk, then fails with `error`."""
+
+    def __init__(self, f, error, keep):
+        self.f, self.error, self.keep = f, error, keep
+
+    def write(self, data):
+        self.f.write(bytes(data)[:self.keep(data)])
+        raise OSError(self.error.errno, self.error.strerror)
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
 FAULTS = {
     # where the fault strikes -> whether the new checkpoint (rather than the old) may result
     "open": False, "write": False, "fsync": False, "replace-npz": False,
@@ -97,28 +117,12 @@ def test_a_failing_save_leaves_the_previous_checkpoint_loadable(tmp_path, monkey
     real_open, real_fsync, real_replace = open, os.fsync, os.replace
     dir_fsyncs = []
 
-    class Failing:
-        def __init__(self, f):
-            self.f = f
-
-        def write(self, data):
-            self.f.write(bytes(data)[: len(data) // 2])  # half of it reaches the disk
-            raise OSError(ENOSPC.errno, ENOSPC.strerror)
-
-        def __getattr__(self, name):
-            return getattr(self.f, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
     def fake_open(path, mode="r", *args, **kwargs):
         if fault == "open":
             raise OSError(ENOSPC.errno, ENOSPC.strerror)
         f = real_open(path, mode, *args, **kwargs)
-        return Failing(f) if fault == "write" else f
+        # half of the data reaches the disk before the write fails
+        return FailingFile(f, ENOSPC, lambda data: len(data) // 2) if fault == "write" else f
 
     def fake_fsync(fd):
         if fault == "fsync":
@@ -198,29 +202,12 @@ def inject_write_failure(monkeypatch, target: str, occurrence: int, error=ENOSPC
     real_open = open
     seen = []
 
-    class FullDisk:
-        def __init__(self, f):
-            self.f = f
-
-        def write(self, data):
-            self.f.write(bytes(data)[:7])
-            raise OSError(error.errno, error.strerror)
-
-        def __getattr__(self, name):
-            return getattr(self.f, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
     def fake_open(path, mode="r", *args, **kwargs):
         f = real_open(path, mode, *args, **kwargs)
         if Path(path).name.startswith(f".{target}.tmp-"):
             seen.append(path)
             if len(seen) == occurrence:
-                return FullDisk(f)
+                return FailingFile(f, error, lambda data: 7)
         return f
 
     monkeypatch.setattr(nnctl.checkpoint, "open", fake_open, raising=False)
