@@ -497,7 +497,7 @@ def read_yaml(path: Path) -> tuple[Any, Any]:
     return data, root
 
 
-def load_config(path: str | Path, overrides: list[str] = (), defaults: bool = True) -> Config:
+def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
     """Read, override, validate and resolve a config file.
 
     Relative data paths resolve against the config's folder; `name` defaults to the file's

@@ -89,7 +89,6 @@ class Run:
         self.checkpoints = self.path / CHECKPOINTS
         self.preprocessing = preprocessing
         self.keep_last = keep_last
-        self.log_file = None
 
     # ---- text files --------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Optional, Union
 
@@ -275,7 +275,6 @@ class SweepResult:
     folder: Path
     outcomes: list[Outcome]  # ranked
     exit_code: int
-    signals: list[int] = field(default_factory=list)
 
 
 def metric_value(summary: dict, metric: str) -> Optional[float]:
@@ -463,4 +462,4 @@ def run_sweep(sweep: Sweep, runs_dir: Path, workers: int = 1,
             "skipped trials did not start")
     else:
         code = 0 if all(o.ok for o in outcomes) else EXIT_TRIALS_FAILED
-    return SweepResult(folder, ordered, code, received)
+    return SweepResult(folder, ordered, code)

@@ -18,6 +18,7 @@ import numpy as np
 import yaml
 from typer.testing import CliRunner
 
+from cli_helpers import write_csv
 from nnctl.checkpoint import META_ARRAY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,24 +35,17 @@ def make_classification_csv(path: Path, rows: int = 240, features: int = 5, clas
     centers = rng.normal(0, 2.0, size=(classes, features))
     labels = rng.integers(0, classes, size=rows)
     x = centers[labels] + rng.normal(0, 1.0, size=(rows, features))
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow([f"f{i}" for i in range(features)] + ["label"])
-        for row, label in zip(x, labels):
-            writer.writerow([f"{v:.6g}" for v in row] + [f"class_{label}"])
-    return path
+    return write_csv(path, [f"f{i}" for i in range(features)] + ["label"],
+                     ([f"{v:.6g}" for v in row] + [f"class_{label}"]
+                      for row, label in zip(x, labels)))
 
 
 def make_regression_csv(path: Path, rows: int = 64, features: int = 3, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(rows, features))
     y = x @ rng.normal(size=features) + 0.1 * rng.normal(size=rows)
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow([f"x{i}" for i in range(features)] + ["y"])
-        for row, target in zip(x, y):
-            writer.writerow([f"{v:.6g}" for v in row] + [f"{target:.6g}"])
-    return path
+    return write_csv(path, [f"x{i}" for i in range(features)] + ["y"],
+                     ([f"{v:.6g}" for v in row] + [f"{target:.6g}"] for row, target in zip(x, y)))
 
 
 def write_yaml(path: Path, data: dict) -> Path:

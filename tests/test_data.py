@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from nnctl.data import CHUNK_ROWS, CSV_OPTIONS, _read_in_chunks, read_csv
 from cli_helpers import (
     CLASS_HEADER, assert_user_error, classification_config, classification_rows, eval_json,
     invoke, make_problem, run_dirs, train, write_config, write_csv, write_text,
@@ -226,3 +228,50 @@ def test_scaler_is_fitted_on_the_training_data_only(tmp_path, scale):
         assert prep["spread"] == pytest.approx([5.0, 1.0])
     else:
         assert prep["offset"] == [] and prep["spread"] == []
+
+
+# ---- large files: read in chunks, two threads, the same result as pandas.read_csv ------------
+
+def large_csv(path: Path, rows: int, label=lambda i: f"c{i % 3}", extra: str = "") -> Path:
+    """Enough rows (> 2 * CHUNK_ROWS) to take the chunked path, with int, float and text."""
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(rows, 3))
+    lines = ["i,a,b,c,label"] + [f"{i},{a:.6g},{b:.6g},{c:.6g},{label(i)}{extra}"
+                                 for i, (a, b, c) in enumerate(values)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("rows", [2 * CHUNK_ROWS + 1, 5 * CHUNK_ROWS + 17])
+def test_large_files_read_as_pandas_reads_them(tmp_path, rows):
+    path = large_csv(tmp_path / "big.csv", rows)
+    assert _read_in_chunks(pd, path, CSV_OPTIONS) is not None  # the chunked path was taken
+    pd.testing.assert_frame_equal(read_csv(path), pd.read_csv(path))
+
+
+def test_large_files_with_quotes_or_changing_types_fall_back_to_pandas(tmp_path):
+    quoted = large_csv(tmp_path / "quoted.csv", 3 * CHUNK_ROWS, label=lambda i: f'"c{i % 3}"')
+    assert _read_in_chunks(pd, quoted, CSV_OPTIONS) is None
+    pd.testing.assert_frame_equal(read_csv(quoted), pd.read_csv(quoted))
+    # a label column that is numeric in the first chunk and text later
+    changing = large_csv(tmp_path / "changing.csv", 3 * CHUNK_ROWS,
+                         label=lambda i: str(i % 3) if i < 2 * CHUNK_ROWS else "x")
+    assert _read_in_chunks(pd, changing, CSV_OPTIONS) is None
+    pd.testing.assert_frame_equal(read_csv(changing), pd.read_csv(changing))
+
+
+def test_a_bad_cell_deep_in_a_large_file_names_its_line(tmp_path):
+    rows = 3 * CHUNK_ROWS
+    path = large_csv(tmp_path / "big.csv", rows)
+    lines = path.read_text().splitlines()
+    bad = 2 * CHUNK_ROWS + 5  # a data row in the second half, parsed by the other thread
+    fields = lines[bad].split(",")
+    fields[1] = "oops"
+    lines[bad] = ",".join(fields)
+    path.write_text("\n".join(lines) + "\n")
+    config = tmp_path / "big.yaml"
+    config.write_text("data: {train: big.csv, target: label, features: [a, b, c]}\n"
+                      "model: {layers: [{type: dense, units: 3, activation: softmax}]}\n"
+                      "loss: categorical_crossentropy\n")
+    assert train_errors(config, tmp_path / "runs") == [
+        f"{path}:{bad + 1} column 'a': not a number ('oops')"]
