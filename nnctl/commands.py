@@ -282,8 +282,6 @@ def default_eval_file(config: Config) -> Path:
         return Path(config.data.test)
     if isinstance(config.data.validation, str):
         return Path(config.data.validation)
-    if isinstance(config.data.validation, float):
-        return Path(config.data.train)  # the held-out rows are recovered by the seeded split
     raise UserError("the run has no test or validation data: name a CSV file to evaluate on")
 
 

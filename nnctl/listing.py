@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 import yaml
 
+from .config import monitor_mode
 from .errors import UserError
 from .runs import find_runs, open_run, read_metrics, read_summary
 
@@ -129,10 +130,6 @@ def metric_columns(rows: list[RunRow]) -> list[str]:
     return sorted(seen, key=lambda k: (not k.startswith("val_"), not k.endswith("_loss")))
 
 
-def higher_is_better(column: str) -> bool:
-    return column.endswith(("accuracy", "r2"))
-
-
 def sort_rows(rows: list[RunRow], column: str) -> list[RunRow]:
     """Best first for metrics (accuracy and R^2 descending, losses and errors ascending),
     ascending for everything else; runs without a value go last."""
@@ -146,7 +143,7 @@ def sort_rows(rows: list[RunRow], column: str) -> list[RunRow]:
     missing = [row for row in rows if row not in have]
     numeric = all(isinstance(row.value(column), (int, float)) for row in have)
     key = (lambda row: row.value(column)) if numeric else (lambda row: str(row.value(column)))
-    reverse = numeric and higher_is_better(column)
+    reverse = numeric and monitor_mode(column, "auto") == "max"
     return sorted(have, key=key, reverse=reverse) + missing
 
 
