@@ -303,7 +303,7 @@ class Source:
 
     def problem(self, dotted: str, message: str) -> str:
         """A problem at a dotted path found after validation (e.g. a check against the data)."""
-        loc = tuple(int(p) if p.isdigit() else p for p in dotted.split("."))
+        loc = tuple(int(p) if p.isascii() and p.isdigit() else p for p in dotted.split("."))
         _, line, found = self.locate(loc)
         return f"{self.where(dotted, line, found)}: {message}"
 
@@ -435,7 +435,7 @@ def parse_override(assignment: str) -> tuple[list[str | int], Any]:
         raise ConfigError(f"--set {assignment}: the value is nested too deeply") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {assignment}: the value is not valid YAML ({_short(exc)})")
-    path = [int(p) if p.isdigit() else p for p in key.split(".")]
+    path = [int(p) if p.isascii() and p.isdigit() else p for p in key.split(".")]
     return path, value
 
 

@@ -520,6 +520,7 @@ def test_later_set_wins_and_saved_config_reruns(tmp_path):
     ("training.epochs=[1", "--set training.epochs=[1: the value is not valid YAML"),
     ("model.layers.7.units=3", "--set model.layers.7.units=3:"),
     ("no_equals_sign", "--set no_equals_sign: expected KEY=VALUE"),
+    ("model.layers.\u00b9.units=3", "--set model.layers.\u00b9.units=3:"),  # not a digit 0-9
     ("optimizer={type: sgd, lr: -2}",
      "--set optimizer={type: sgd, lr: -2}: optimizer.lr: must be greater than 0"),
 ])
