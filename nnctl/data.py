@@ -99,8 +99,10 @@ class Preprocessing:
         return codes
 
     def dataset(self, frame, path: Path, dtype, with_targets: bool = True) -> Dataset:
-        y = self.encode(frame, path, dtype) if with_targets else None
-        x = self.inputs(frame, path, dtype)
+        # A value too large for the dtype becomes inf in the cast; check_in_range names it.
+        with np.errstate(over="ignore"):
+            y = self.encode(frame, path, dtype) if with_targets else None
+            x = self.inputs(frame, path, dtype)
         check_in_range(x.reshape(len(x), -1), frame, path, self.features)
         if y is not None and y.dtype.kind == "f":
             check_in_range(y, frame, path, self.targets)

@@ -4,6 +4,7 @@ problem naming the file, the CSV line (header = line 1) and the column, and no r
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,15 @@ def test_data_errors_in_the_training_file(tmp_path, case):
     text, expected = CASES[case]
     config, csv = regression_case(tmp_path, text)
     assert train_errors(config, tmp_path / "runs") == [e.format(p=csv) for e in expected]
+
+
+def test_values_too_large_for_float32_are_named_without_a_numpy_warning(tmp_path):
+    config, csv = regression_case(tmp_path, "x,y\n1,2\n1e39,4\n5,-1e39\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflow warning would reach the user's terminal
+        problems = train_errors(config, tmp_path / "runs")
+    # x is standardized (1e39 stays finite after it); the target is not
+    assert problems == [f"{csv}:4 column 'y': too large for float32 after scaling"]
 
 
 def test_absent_feature_column(tmp_path):
