@@ -27,6 +27,8 @@ app.add_typer(runs_app, name="runs")
 
 SET_HELP = "Override a config value: dotted KEY=VALUE with a YAML value (repeatable)."
 CHECKPOINT_HELP = "Which checkpoint to use: best or last."
+THREADS_HELP = ("Threads for matrix products and parameter updates (default: every usable core, "
+                "or the count set in OPENBLAS_NUM_THREADS).")
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
@@ -55,6 +57,13 @@ def user_errors(func):
     return wrapper
 
 
+def use_threads(threads: Optional[int]) -> None:
+    """Settle the thread count before NumPy loads: OpenBLAS reads it only then."""
+    from .threads import configure
+
+    configure(threads)
+
+
 def echo_json(data: dict) -> None:
     typer.echo(json.dumps(data, allow_nan=False, default=str))
 
@@ -71,8 +80,10 @@ def train(
     resume: Optional[Path] = typer.Option(None, help="Continue this run from its last checkpoint."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     json_: bool = typer.Option(False, "--json", help="Print the summary as JSON (last line)."),
+    threads: Optional[int] = typer.Option(None, min=1, help=THREADS_HELP),
 ):
     """Train a model from CONFIG into a new run directory, and print its path."""
+    use_threads(threads)
     from . import commands
     from .config import load_config
 
@@ -112,8 +123,10 @@ def eval_(
     data: Optional[Path] = typer.Argument(None, help="CSV file (default: the run's test, else validation data)."),
     checkpoint: str = typer.Option("best", help=CHECKPOINT_HELP),
     json_: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    threads: Optional[int] = typer.Option(None, min=1, help=THREADS_HELP),
 ):
     """Evaluate a run's checkpoint on a CSV file with the target column(s)."""
+    use_threads(threads)
     from . import commands
     from .runs import checkpoint_stem
 
@@ -159,8 +172,10 @@ def predict(
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write CSV here (default: stdout)."),
     checkpoint: str = typer.Option("best", help=CHECKPOINT_HELP),
     keep: List[str] = typer.Option([], "--keep", help="Copy this input column to the output (repeatable)."),
+    threads: Optional[int] = typer.Option(None, min=1, help=THREADS_HELP),
 ):
     """Predict every row of INPUT_CSV (no target column needed), in input order."""
+    use_threads(threads)
     from . import commands
     from .checkpoint import atomic_write
     from .runs import checkpoint_stem
@@ -238,6 +253,7 @@ def sweep(
     workers: int = typer.Option(1, min=1, help="How many trials train at a time."),
     runs_dir: Path = typer.Option(Path("runs"), help="Folder in which the sweep folder is made."),
     print_commands: bool = typer.Option(False, "--print-commands", help="Print one shell command per trial and run nothing."),
+    threads: Optional[int] = typer.Option(None, min=1, help="Threads per trial (default: the usable cores divided among the workers; with --print-commands, not set)."),
 ):
     """Run a grid or random search: one `nnctl train` process per trial, into one sweep
     folder with sweep.csv, then print the trials ranked by the metric and the folder's path.
@@ -247,31 +263,17 @@ def sweep(
 
     spec = load_sweep(sweep_file)
     if print_commands:
-        for line in commands_of(spec, runs_dir):
+        for line in commands_of(spec, runs_dir, threads):
             typer.echo(line)
         return
-    result = run_sweep(spec, runs_dir, workers)
+    result = run_sweep(spec, runs_dir, workers, threads)
     typer.echo(ranked_table(spec, result.outcomes))
     typer.echo(str(result.folder))
     raise typer.Exit(result.exit_code)
 
 
 def main() -> None:
-    limit_blas_threads()
     app()
-
-
-def limit_blas_threads() -> None:
-    """One BLAS thread unless the user chose otherwise. nnctl's matrices are small: there,
-    threads cost more in synchronisation than they gain (tens of times more when the cores
-    are busy), and parallel runs of a sweep each get a core. Must run before numpy loads."""
-    import os
-
-    if not any(os.environ.get(v) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
-                                              "MKL_NUM_THREADS")):
-        os.environ["OPENBLAS_NUM_THREADS"] = "1"
-        os.environ["OMP_NUM_THREADS"] = "1"
-        os.environ["MKL_NUM_THREADS"] = "1"
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ A step allocates nothing: intermediate results go to scratch arrays made once, a
 hyperparameters are Python floats, so float32 parameters are updated in float32 (a NumPy
 float64 scalar would promote every temporary to float64). When the parameters lie end to end
 in one buffer, as a Sequential model lays them out, the state does too and a step updates the
-whole model with one call of the rule, whatever the number of layers.
+whole model with one call of the rule, whatever the number of layers, split across threads
+(nnctl.threads). So `update` must be element-wise: no sums or norms over a parameter.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Optional
 
 import numpy as np
 
+from . import threads
 from .layers.base import Param
 
 
@@ -94,14 +96,15 @@ class Optimizer:
         # The flat path holds only while no Param has been given a new array since.
         if self._flat is not None and all(p.value is v and p.grad is g
                                           for p, (v, g) in zip(self.params, self._arrays)):
-            self.update(*self._flat)
+            threads.elementwise(self.update, self._flat)
             return
         for p, rest in zip(self.params, self._each):
             self.update(p.value, p.grad, *rest)
 
     def update(self, param: np.ndarray, grad: np.ndarray, *state_and_scratch: np.ndarray) -> None:
         """Update `param` in place from `grad` and its state arrays (named by `buffers`, in
-        that order), followed by `scratch` arrays for intermediate results."""
+        that order), followed by `scratch` arrays for intermediate results. It must work
+        element by element: the flat path calls it on slices, from several threads."""
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -274,7 +277,10 @@ class Adam(Optimizer):
     """m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  at step t (from 1):
     theta -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
 
-    m is updated as m += (1 - b1)(g - m), the same value in one pass less (PyTorch's lerp).
+    m is updated as m += (1 - b1)(g - m), the same value in one pass less (PyTorch's lerp),
+    and the step as theta -= a_t m / (sqrt(v) + eps sqrt(1 - b2^t)) with
+    a_t = lr sqrt(1 - b2^t) / (1 - b1^t): the same value again (the "more efficient order" of
+    Kingma & Ba, section 2), in one pass less.
     """
 
     name = "adam"
@@ -298,11 +304,11 @@ class Adam(Optimizer):
         tmp *= 1.0 - b2
         v *= b2
         v += tmp
+        root_correction = math.sqrt(1.0 - b2**t)
         np.sqrt(v, out=tmp)
-        tmp *= 1.0 / math.sqrt(1.0 - b2**t)
-        tmp += self.eps
+        tmp += self.eps * root_correction
         np.divide(m, tmp, out=tmp)
-        tmp *= self.lr / (1.0 - b1**t)
+        tmp *= self.lr * root_correction / (1.0 - b1**t)
         param -= tmp
 
 

@@ -43,6 +43,7 @@ from .config import (
 from .errors import ConfigError
 from .listing import format_table, format_value
 from .runs import create_run_dir
+from .threads import usable_cores
 
 EXIT_TRIALS_FAILED = 4  # 1 is an internal error, 2 a bad sweep file, 3 a diverged `train`
 SUCCESS = ("completed", "early_stopped")
@@ -131,12 +132,13 @@ class Sweep:
     def run_name(self, trial: Trial) -> str:
         return f"{self.name}-{trial.number:0{len(str(len(self.trials)))}d}"
 
-    def command(self, trial: Trial, runs_folder: Path, program: list[str]) -> list[str]:
+    def command(self, trial: Trial, runs_folder: Path, program: list[str],
+                threads: Optional[int] = None) -> list[str]:
         args = [*program, "train", str(self.config)]
         for assignment in trial.overrides:
             args += ["--set", assignment]
-        return args + ["--runs-dir", str(runs_folder), "--run-name", self.run_name(trial),
-                       "--quiet"]
+        args += ["--runs-dir", str(runs_folder), "--run-name", self.run_name(trial), "--quiet"]
+        return args + (["--threads", str(threads)] if threads else [])
 
 
 def yaml_value(value: Any) -> str:
@@ -359,17 +361,22 @@ def ranked_table(sweep: Sweep, outcomes: list[Outcome]) -> str:
     return text + ("\n\n" + "\n".join(errors) if errors else "")
 
 
-def print_commands(sweep: Sweep, runs_dir: Path) -> list[str]:
+def print_commands(sweep: Sweep, runs_dir: Path, threads: Optional[int] = None) -> list[str]:
     """One shell command per trial, each writing its run directory into runs_dir/<sweep name>
-    (created by the first run to start; names never collide)."""
+    (created by the first run to start; names never collide). Without `threads`, each uses
+    the cores of wherever it runs."""
     folder = Path(runs_dir) / sweep.name
-    return [shlex.join(sweep.command(t, folder, ["nnctl"])) for t in sweep.trials]
+    return [shlex.join(sweep.command(t, folder, ["nnctl"], threads)) for t in sweep.trials]
 
 
-def run_sweep(sweep: Sweep, runs_dir: Path, workers: int = 1,
+def run_sweep(sweep: Sweep, runs_dir: Path, workers: int = 1, threads: Optional[int] = None,
               log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
               ) -> SweepResult:
-    """Run every trial as a subprocess, `workers` at a time, into a new sweep folder."""
+    """Run every trial as a subprocess, `workers` at a time, into a new sweep folder. Each
+    trial computes with `threads` threads, by default its share of the usable cores, as
+    scikit-learn's parallel jobs do: more threads than cores would make every trial wait for
+    the others."""
+    threads = threads or max(1, usable_cores() // workers)
     folder = create_run_dir(runs_dir, sweep.name, checkpoints=False)
     text = sweep.path.read_bytes()
     atomic_write(folder / "sweep.yaml", lambda f: f.write(text))
@@ -398,8 +405,9 @@ def run_sweep(sweep: Sweep, runs_dir: Path, workers: int = 1,
             # A session of its own: a Ctrl-C reaches the sweep, which forwards it once.
             try:
                 process = subprocess.Popen(
-                    sweep.command(trial, folder, program) + ["--json"], stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE, text=True, start_new_session=True)
+                    sweep.command(trial, folder, program, threads) + ["--json"],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                    start_new_session=True)
             except OSError as exc:
                 outcome.status, outcome.error = "failed", f"cannot start: {exc}"
                 finish(outcome)

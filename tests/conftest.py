@@ -1,11 +1,12 @@
-"""Test setup: one BLAS thread, and tests/ on sys.path so test modules can import helpers."""
+"""Test setup: one thread per process, and tests/ on sys.path so test modules can import
+helpers."""
 
 import os
 import sys
 from pathlib import Path
 
-# As the `nnctl` command does (cli.limit_blas_threads): one BLAS thread, set before numpy
-# loads. Multithreaded BLAS on these small matrices is slower, and far slower on busy cores.
+# Tests run many nnctl processes side by side, so each computes with one thread (see
+# nnctl.threads), set before numpy loads; the subprocesses inherit it.
 for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 

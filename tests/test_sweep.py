@@ -77,6 +77,9 @@ def test_grid_sweep_with_two_workers_ranks_every_trial(tmp_path):
         assert run_dir.name.startswith(f"grid-{row['trial']}-")
         summary = json.loads((run_dir / "summary.json").read_text())
         assert summary["status"] == "completed"
+        # two trials at a time share the cores
+        share = max(1, len(os.sched_getaffinity(0)) // 2)
+        assert summary["command"].endswith(f"--threads {share} --json")
         assert summary["best"]["val_loss"] == pytest.approx(float(row["val_loss"]))
         config = (run_dir / "config.yaml").read_text()
         assert f"lr: {row['optimizer.lr']}" in config
@@ -117,6 +120,10 @@ def test_printed_commands_run_under_xargs_into_one_runs_folder(tmp_path, monkeyp
     commands = printed.stdout.splitlines()
     assert len(commands) == 4
     assert all(c.startswith("nnctl train base.yaml --set ") for c in commands)
+    assert not any("--threads" in c for c in commands)  # each takes the cores where it runs
+    pinned = CliRunner().invoke(app, ["sweep", "grid.yaml", "--print-commands", "--threads", "1"])
+    assert [c + " --threads 1" for c in commands] == [
+        c.replace("--runs-dir runs/", "--runs-dir shared/") for c in pinned.stdout.splitlines()]
     assert not (tmp_path / "shared").exists()  # runs nothing
 
     # `nnctl` on PATH is this interpreter's nnctl.

@@ -1,0 +1,100 @@
+"""How many threads nnctl computes with, and element-wise work split across them.
+
+Matrix products run on BLAS threads, whose number OpenBLAS reads once, when NumPy loads.
+Element-wise array operations run on the calling thread only; the largest of them, an
+optimizer's update (a dozen passes over every parameter), is split here across the same number
+of threads, which overlap because NumPy releases the GIL inside its loops.
+
+The default is every core this process may run on, as NumPy and PyTorch do; `nnctl sweep`
+divides the cores among its parallel trials, as scikit-learn does for its jobs.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Optional, Sequence
+
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+# OpenBLAS's idle threads spin for 2**this many cycles before they sleep; by default (2**28)
+# they would spin through every optimizer update, on the core its second half needs. 2**4 is
+# OpenBLAS's minimum: they sleep at once, and waking them costs less than what they took.
+THREAD_TIMEOUT = ("OPENBLAS_THREAD_TIMEOUT", "4")
+# Below this many elements per thread, handing work to another thread (tens of microseconds)
+# costs more than it saves.
+MIN_CHUNK = 1 << 15
+# Chunks start on 64-byte boundaries so that two threads never write to one cache line.
+ALIGN = 16
+
+_threads = 1
+_pool: Optional[ThreadPoolExecutor] = None
+
+
+def usable_cores() -> int:
+    """The number of cores this process may run on (its CPU affinity, e.g. under taskset or
+    Slurm), which can be fewer than the machine has."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def from_environment() -> Optional[int]:
+    """The thread count the user set in a BLAS thread variable, if any."""
+    for var in THREAD_VARS:
+        value = os.environ.get(var, "").strip()
+        if value.isascii() and value.isdigit() and int(value) > 0:
+            return int(value)
+    return None
+
+
+def configure(threads: Optional[int] = None) -> int:
+    """Compute with `threads` threads; by default the count the user set in a BLAS thread
+    variable, else every usable core. Returns the count.
+
+    BLAS follows only when NumPy is not loaded yet, so the command line calls this before it
+    imports anything heavy; the element-wise updates follow in any case.
+    """
+    global _threads, _pool
+    count = threads or from_environment() or usable_cores()
+    if "numpy" not in sys.modules:
+        for var in THREAD_VARS:
+            os.environ[var] = str(count)
+        os.environ.setdefault(*THREAD_TIMEOUT)
+    if count != _threads and _pool is not None:
+        _pool.shutdown()
+        _pool = None
+    _threads = count
+    return count
+
+
+def count() -> int:
+    return _threads
+
+
+def elementwise(func: Callable[..., None], arrays: Sequence) -> None:
+    """Call `func` on the 1-D `arrays` (all of one length), split into consecutive chunks that
+    are handled by up to `count()` threads at once.
+
+    Only for element-wise work, where each element's result depends on that element alone:
+    the result is then bit-for-bit the same however the arrays are split. Worker threads run
+    in a copy of the caller's context, so `np.errstate` carries over.
+    """
+    global _pool
+    size = len(arrays[0])
+    parts = min(_threads, size // MIN_CHUNK)
+    if parts <= 1:
+        func(*arrays)
+        return
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=_threads - 1, thread_name_prefix="nnctl")
+    step = -(-size // parts // ALIGN) * ALIGN
+    bounds = [(start, min(start + step, size)) for start in range(0, size, step)]
+    futures = [_pool.submit(contextvars.copy_context().run, func, *(a[lo:hi] for a in arrays))
+               for lo, hi in bounds[1:]]
+    lo, hi = bounds[0]
+    func(*(a[lo:hi] for a in arrays))
+    for future in futures:
+        future.result()

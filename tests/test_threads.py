@@ -1,0 +1,149 @@
+"""nnctl.threads: the thread count, and element-wise updates split across threads."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from nnctl import threads
+from nnctl.model import Sequential
+from nnctl.optim import OPTIMIZERS
+
+
+@pytest.fixture
+def with_threads():
+    """Set the element-wise thread count for one test, then put the suite's back."""
+    before = threads.count()
+    yield threads.configure
+    threads.configure(before)
+
+
+def test_elementwise_runs_in_several_threads_on_aligned_chunks_that_cover_the_arrays(with_threads):
+    with_threads(3)
+    size = 3 * threads.MIN_CHUNK + 5
+    values = np.zeros(size)
+    seen = []
+
+    def mark(chunk):
+        seen.append((threading.get_ident(), chunk.__array_interface__["data"][0], len(chunk)))
+        chunk += 1.0
+
+    threads.elementwise(mark, [values])
+    assert np.all(values == 1.0)  # every element once: no gap, no overlap
+    assert len(seen) == 3
+    caller = threading.get_ident()  # takes the first chunk; pool threads take the others
+    assert [ident == caller for ident, _, _ in sorted(seen, key=lambda s: s[1])] == [
+        True, False, False]
+    assert sum(n for _, _, n in seen) == size
+    assert all((address - values.ctypes.data) % (threads.ALIGN * values.itemsize) == 0
+               for _, address, _ in seen)
+
+
+def test_small_arrays_are_not_split(with_threads):
+    with_threads(4)
+    calls = []
+    threads.elementwise(lambda a: calls.append(len(a)), [np.zeros(2 * threads.MIN_CHUNK - 1)])
+    assert calls == [2 * threads.MIN_CHUNK - 1]
+
+
+def test_errstate_and_exceptions_reach_the_caller(with_threads):
+    with_threads(2)
+    big = np.full(4 * threads.MIN_CHUNK, 3e38, dtype=np.float32)
+    with np.errstate(over="raise"), pytest.raises(FloatingPointError):
+        threads.elementwise(lambda a: np.multiply(a, 10, out=a), [big.copy()])
+    with np.errstate(over="ignore"):  # no warning from any thread
+        threads.elementwise(lambda a: np.multiply(a, 10, out=a), [big])
+    assert np.isinf(big).all()
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_split_update_is_bit_for_bit_the_single_threaded_one(name, with_threads):
+    """The flat path splits the update across threads; parameters and state must come out
+    exactly as one thread makes them, step after step."""
+    specs = [{"type": "dense", "units": 160, "activation": "relu"},
+             {"type": "dense", "units": 3, "activation": "softmax"}]
+    results = []
+    for count in (1, 3):
+        with_threads(count)
+        model = Sequential.from_specs(specs, (500,), np.random.default_rng(0))
+        params = list(model.parameters().values())
+        assert sum(p.value.size for p in params) > 2 * threads.MIN_CHUNK  # really split
+        optimizer = OPTIMIZERS[name](params, lr=0.01)
+        grads = np.random.default_rng(1)
+        for _ in range(4):
+            for p in params:
+                p.grad[...] = grads.standard_normal(p.grad.shape)
+            optimizer.step()
+        results.append((model.state_dict(), optimizer.state_dict()))
+    (weights_1, state_1), (weights_3, state_3) = results
+    for one, three in ((weights_1, weights_3), (state_1, state_3)):
+        assert one.keys() == three.keys()
+        for key in one:
+            np.testing.assert_array_equal(one[key], three[key], err_msg=key)
+
+
+def run_python(code: str, **env: str) -> dict:
+    clean = {k: v for k, v in os.environ.items()
+             if k not in threads.THREAD_VARS and k != threads.THREAD_TIMEOUT[0]}
+    out = subprocess.run([sys.executable, "-c", code], env={**clean, **env}, check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+REPORT = """
+import json, os, sys
+from nnctl import threads
+count = threads.configure({arg})
+print(json.dumps({{"count": count, "elementwise": threads.count(),
+                  "env": {{v: os.environ.get(v) for v in threads.THREAD_VARS}},
+                  "timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
+                  "numpy_loaded": "numpy" in sys.modules}}))
+"""
+
+
+def test_default_is_every_usable_core_and_blas_is_told_before_numpy_loads():
+    report = run_python(REPORT.format(arg=""))
+    assert report["count"] == report["elementwise"] == len(os.sched_getaffinity(0))
+    assert set(report["env"].values()) == {str(report["count"])}
+    assert report["timeout"] == threads.THREAD_TIMEOUT[1]
+    assert not report["numpy_loaded"]
+
+
+def test_a_thread_variable_set_by_the_user_is_the_default_and_the_flag_overrides_it():
+    assert run_python(REPORT.format(arg=""), OPENBLAS_NUM_THREADS="3")["count"] == 3
+    report = run_python(REPORT.format(arg="5"), OPENBLAS_NUM_THREADS="3",
+                        OPENBLAS_THREAD_TIMEOUT="20")
+    assert report["count"] == 5 and set(report["env"].values()) == {"5"}
+    assert report["timeout"] == "20"  # the user's choice stays
+
+
+def test_blas_runs_the_configured_number_of_threads():
+    """What OpenBLAS itself reports, through its C API, after `nnctl --threads`' setup."""
+    code = """
+import ctypes, json, sys
+from nnctl import threads
+threads.configure(int(sys.argv[1]))
+import glob, os
+import numpy as np
+folder = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
+names = ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
+         "openblas_get_num_threads")
+for path in glob.glob(os.path.join(folder, "*openblas*")):
+    lib = ctypes.CDLL(path)
+    for name in names:
+        if hasattr(lib, name):
+            print(json.dumps({"threads": getattr(lib, name)()}))
+            raise SystemExit
+print(json.dumps({"skip": "no OpenBLAS bundled with numpy"}))
+"""
+    for count in (1, 2):
+        out = subprocess.run([sys.executable, "-c", code, str(count)], check=True,
+                             capture_output=True, text=True).stdout
+        report = json.loads(out)
+        if "skip" in report:
+            pytest.skip(report["skip"])
+        assert report["threads"] == count
