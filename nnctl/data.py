@@ -62,27 +62,36 @@ class Preprocessing:
 
     def inputs(self, frame, path: Path, dtype) -> np.ndarray:
         """Scaled (and for sequences reshaped) feature array of a checked frame, made
-        SCALE_ROWS rows at a time (scaled in float64, then cast): the float64 temporaries stay
-        small instead of two copies of the whole data."""
+        SCALE_ROWS rows at a time: scaled in float64 into one small scratch block, then
+        divided straight into the result in its dtype, so no temporary grows with the data.
+        Values too large for the dtype are data errors."""
         # A view, no copy, when the features are one float64 block (as read_csv makes them).
         values = frame[self.features].to_numpy(dtype=np.float64)
         x = np.empty(values.shape, dtype=dtype)
         offset, spread = np.asarray(self.offset), np.asarray(self.spread)
+        scratch = np.empty((min(SCALE_ROWS, len(x)), values.shape[1]))
+        finite = True
         for start in range(0, len(x), SCALE_ROWS):
-            block = values[start:start + SCALE_ROWS]
-            if self.scale != "none":
-                block = (block - offset) / spread
-            x[start:start + SCALE_ROWS] = block
+            block, out = values[start:start + SCALE_ROWS], x[start:start + SCALE_ROWS]
+            with np.errstate(over="ignore"):  # too large for the dtype: inf, named below
+                if self.scale == "none":
+                    out[...] = block
+                else:
+                    centered = np.subtract(block, offset, out=scratch[:len(block)])
+                    np.divide(centered, spread, out=out, casting="same_kind")
+            finite = finite and bool(np.isfinite(out).all())  # while the block is in cache
+        if not finite:
+            check_in_range(x, frame, path, self.features)
         if self.sequence:
             x = x.reshape(len(x), *self.sequence)
         return x
 
     def encode(self, frame, path: Path, dtype) -> np.ndarray:
         """Targets as the loss expects them; unknown labels are data errors."""
-        if self.task == "regression":
-            return np.ascontiguousarray(frame[self.targets].to_numpy(dtype=np.float64), dtype=dtype)
-        if self.task == "binary" and self.classes == []:
-            return np.ascontiguousarray(frame[self.targets].to_numpy(dtype=np.float64), dtype=dtype)
+        if self.task == "regression" or (self.task == "binary" and self.classes == []):
+            values = frame[self.targets].to_numpy(dtype=np.float64)
+            with np.errstate(over="ignore"):  # too large for the dtype: inf, named by dataset
+                return np.ascontiguousarray(values, dtype=dtype)
         column = self.targets[0]
         index = {label_key(c): i for i, c in enumerate(self.classes)}
         keys = [label_key(v) for v in frame[column].tolist()]
@@ -99,11 +108,8 @@ class Preprocessing:
         return codes
 
     def dataset(self, frame, path: Path, dtype, with_targets: bool = True) -> Dataset:
-        # A value too large for the dtype becomes inf in the cast; check_in_range names it.
-        with np.errstate(over="ignore"):
-            y = self.encode(frame, path, dtype) if with_targets else None
-            x = self.inputs(frame, path, dtype)
-        check_in_range(x.reshape(len(x), -1), frame, path, self.features)
+        y = self.encode(frame, path, dtype) if with_targets else None
+        x = self.inputs(frame, path, dtype)
         if y is not None and y.dtype.kind == "f":
             check_in_range(y, frame, path, self.targets)
         return Dataset(x, y)
@@ -174,15 +180,16 @@ def read_csv(path: str | Path):
 # index_col=False stops pandas from silently turning a first column into the index when rows
 # have more fields than the header (it warns instead, made an error in read_csv).
 CSV_OPTIONS = {"skip_blank_lines": False, "index_col": False, "encoding": "utf-8"}
-CHUNK_ROWS = 4096  # rows parsed at a time from a large file
+CHUNK_ROWS = 8192  # rows parsed at a time from a large file
+FIRST_ROWS = 1024  # rows parsed first, alone, to learn the columns' dtypes
 
 
 def _read_in_chunks(pd, path: Path, options: dict):
     """pandas.read_csv(path, **options) for a large file, parsed CHUNK_ROWS rows at a time
     straight into one array per NumPy dtype (each column contiguous, as in a DataFrame), so
     the data is held about once while it is read: pandas.read_csv alone peaks near three
-    times it. After the first chunk, two threads parse the two halves of the rest (pandas'
-    tokenizer runs without the GIL), as pandas.read_csv itself does on two cores.
+    times it. After the first FIRST_ROWS rows, two threads parse the two halves of the rest
+    (pandas' tokenizer runs without the GIL), as pandas.read_csv itself does on two cores.
 
     Returns None, leaving the file to a single read_csv call, when anything is out of the
     ordinary: a small file, quote characters (a quoted line break would shift the halves), a
@@ -192,8 +199,8 @@ def _read_in_chunks(pd, path: Path, options: dict):
     options = {**options, "low_memory": False}  # a chunk is small already: parse it whole
     try:
         with ThreadPoolExecutor(2) as pool:
-            scan = pool.submit(_row_starts, path)  # while the first chunk tells the dtypes
-            first = pd.read_csv(path, nrows=CHUNK_ROWS, **options)
+            scan = pool.submit(_row_starts, path)  # while the first rows tell the dtypes
+            first = pd.read_csv(path, nrows=FIRST_ROWS, **options)
             layout = scan.result()
             if layout is None or layout[0] <= 2 * CHUNK_ROWS:
                 return None
@@ -231,8 +238,9 @@ def _read_in_chunks(pd, path: Path, options: dict):
                     raise ValueError("the rows do not match the lines")
                 return pieces
 
-            middle = max(2, (rows // CHUNK_ROWS + 1) // 2) * CHUNK_ROWS  # in (CHUNK_ROWS, rows)
-            halves = list(pool.map(read_rows, [CHUNK_ROWS, middle], [middle, rows]))
+            # a multiple of FIRST_ROWS in (FIRST_ROWS, rows), near the middle
+            middle = max(2, (rows // FIRST_ROWS + 1) // 2) * FIRST_ROWS
+            halves = list(pool.map(read_rows, [FIRST_ROWS, middle], [middle, rows]))
         pieces = [fill(first, 0)] + halves[0] + halves[1]
     except Exception:
         return None
@@ -266,8 +274,8 @@ class _Span(io.RawIOBase):
 
 
 def _row_starts(path: Path):
-    """(number of data rows, {row: byte offset where it starts} for rows 0, CHUNK_ROWS,
-    2 CHUNK_ROWS, ... and for the row count: the file's size), or None if the file holds a
+    """(number of data rows, {row: byte offset where it starts} for rows 0, FIRST_ROWS,
+    2 FIRST_ROWS, ... and for the row count: the file's size), or None if the file holds a
     quote character."""
     starts, newlines, size, last = {}, 0, 0, b"\n"
     with open(path, "rb") as f:
@@ -277,7 +285,7 @@ def _row_starts(path: Path):
                 return None
             ends = np.flatnonzero(data == ord("\n"))
             # line break j ends line j (the header is line 0), so data row j starts after it
-            for k in range(-newlines % CHUNK_ROWS, len(ends), CHUNK_ROWS):
+            for k in range(-newlines % FIRST_ROWS, len(ends), FIRST_ROWS):
                 starts[newlines + k] = size + int(ends[k]) + 1
             newlines += len(ends)
             size += len(block)

@@ -197,6 +197,17 @@ def test_eval_data_errors(trained, tmp_path):
                       f"{tmp_path / 'absent.csv'}: no such file")
 
 
+def test_values_that_overflow_after_scaling_are_refused_by_eval_and_predict(trained, tmp_path):
+    rows = classification_rows(4)
+    rows[1][2] = "1e45"  # finite in the CSV, beyond float32 once scaled
+    csv = write_csv(tmp_path / "huge.csv", CLASS_HEADER, rows)
+    message = f"{csv}:3 column 'x2': too large for float32 after scaling"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert assert_user_error(invoke("eval", trained, csv)) == [f"error: {message}"]
+        assert assert_user_error(invoke("predict", trained, csv)) == [f"error: {message}"]
+
+
 def test_eval_on_a_subset_of_classes(trained, tmp_path):
     rows = [r for r in classification_rows(30) if r[-1] != "moth"]
     csv = write_csv(tmp_path / "two.csv", CLASS_HEADER, rows)
