@@ -6,15 +6,17 @@
 It writes a 60,000 x 784 CSV of pixel-like floats in [0, 1] with 10 learnable classes (once,
 into benchmarks/.cache/), then, in one run:
 
-- `nnctl train CONFIG --runs-dir TMP --quiet --json` as a subprocess (MLP 784-256-128-10, relu,
-  softmax, Adam 1e-3, batch 128, float32, 4 epochs, no validation): epoch times from the run's
-  metrics.csv, wall time and peak RSS of the whole command;
+- `nnctl train CONFIG --runs-dir TMP --quiet --json --threads N` as a subprocess (MLP
+  784-256-128-10, relu, softmax, Adam 1e-3, batch 128, float32, 4 epochs, no validation): epoch
+  times from the run's metrics.csv, wall time and peak RSS of the whole command;
 - the same model in PyTorch (same data, batch size and epochs; a plain loop that shuffles,
   gathers each batch and keeps the running loss and accuracy, as nnctl does);
 - scikit-learn's MLPClassifier (adam, batch 128, one partial_fit per epoch);
 - nnctl's CSV loading against pandas.read_csv alone, and `nnctl --help`;
 - a second table: batch 32 and 512, a model twice as wide, an rnn layer against torch.nn.RNN,
-  and nnctl with two BLAS threads instead of its default of one.
+  both on one thread, and both while another process keeps one core busy.
+
+N, the threads of every library, is --threads (default: all cores, nnctl's own default).
 
 Missing torch or scikit-learn only drops their rows. Not part of the test suite.
 """
@@ -22,6 +24,7 @@ Missing torch or scikit-learn only drops their rows. Not part of the test suite.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -111,6 +114,26 @@ def mlp_layers(widths: tuple[int, ...]) -> list[dict]:
         {"type": "dense", "units": CLASSES, "activation": "softmax"}]
 
 
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def busy_core():
+    """Another process spinning on one core for the duration, as in a sweep with two workers
+    or any other job on a shared machine."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        yield
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
 # ---- nnctl through its front door ------------------------------------------------------------
 
 def nnctl_command() -> list[str]:
@@ -118,13 +141,9 @@ def nnctl_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "nnctl.cli"]
 
 
-def child_env(blas_threads: int | None) -> dict:
-    """The environment for nnctl: its own default thread policy, or `blas_threads` threads."""
-    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
-    if blas_threads is not None:
-        for var in THREAD_VARS:
-            env[var] = str(blas_threads)
-    return env
+def child_env() -> dict:
+    """The environment for nnctl, without thread variables: --threads decides."""
+    return {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
 
 
 def timed(command: list[str], env: dict, workdir: Path) -> dict:
@@ -139,10 +158,10 @@ def timed(command: list[str], env: dict, workdir: Path) -> dict:
     return result
 
 
-def run_nnctl(config: Path, workdir: Path, blas_threads: int | None = None) -> dict:
-    runs = workdir / f"runs-{config.stem}-{blas_threads or 'default'}"
+def run_nnctl(config: Path, workdir: Path, threads: int) -> dict:
+    runs = workdir / f"runs-{config.stem}-{threads}"
     result = timed(nnctl_command() + ["train", str(config), "--runs-dir", str(runs), "--quiet",
-                                      "--json"], child_env(blas_threads), workdir)
+                                      "--json", "--threads", str(threads)], child_env(), workdir)
     if result["code"] != 0:
         raise SystemExit(f"nnctl train {config} failed ({result['code']}):\n{result['stderr']}")
     summary = json.loads(result["stdout"].strip().splitlines()[-1])
@@ -164,7 +183,7 @@ def run_nnctl(config: Path, workdir: Path, blas_threads: int | None = None) -> d
 def help_seconds(repeats: int, workdir: Path) -> float:
     times = []
     for _ in range(repeats):
-        result = timed(nnctl_command() + ["--help"], child_env(None), workdir)
+        result = timed(nnctl_command() + ["--help"], child_env(), workdir)
         times.append(result["wall"])
     return statistics.median(times)
 
@@ -316,8 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="6,000 rows, 2 epochs, 1 repeat")
     parser.add_argument("--rows", type=int, help="rows of the CSV (default 60000)")
     parser.add_argument("--epochs", type=int, help="epochs per run (default 4)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(),
-                        help="threads for PyTorch and scikit-learn (default: all cores)")
+    parser.add_argument("--threads", type=int, default=usable_cores(),
+                        help="threads for nnctl, PyTorch and scikit-learn (default: all usable "
+                             "cores)")
     parser.add_argument("--no-extra", action="store_true", help="skip the second table")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
@@ -343,18 +363,17 @@ def main(argv: list[str] | None = None) -> int:
         load_ours, load_pandas, (x, y) = load_seconds(csv_path, base, repeats)
         results["load_seconds"] = {"nnctl": load_ours, "pandas": load_pandas}
 
-        ours = results["nnctl"] = run_nnctl(base, tmp)
+        ours = results["nnctl"] = run_nnctl(base, tmp, args.threads)
         torch_ = results["torch"] = run_torch(x, y, "mlp", (256, 128), 128, epochs, args.threads)
         torch1 = results["torch_1_thread"] = (
             run_torch(x, y, "mlp", (256, 128), 128, epochs, 1) if args.threads != 1 else None)
         sk = results["sklearn"] = run_sklearn(x, y, 128, epochs, args.threads)
         reference = torch_["median"] if torch_ else None
 
-        print("MLP 784-256-128-10, batch 128, Adam 1e-3, float32; nnctl with its default BLAS "
-              "threads (1)")
+        print(f"MLP 784-256-128-10, batch 128, Adam 1e-3, float32; nnctl --threads {args.threads}")
         print("| run | median epoch (s) | vs PyTorch | train accuracy |")
         print("|---|---:|---:|---:|")
-        print(f"| nnctl train | {fmt(ours['median'])} | {ratio(ours['median'], reference)} | "
+        print(f"| nnctl train ({args.threads} threads) | {fmt(ours['median'])} | {ratio(ours['median'], reference)} | "
               f"{ours['accuracy']:.3f} |")
         references = [("PyTorch", torch_), ("scikit-learn MLPClassifier", sk)]
         if torch1 is not None:
@@ -391,30 +410,33 @@ def main(argv: list[str] | None = None) -> int:
                  [{"type": "rnn", "units": 128, "activation": "tanh"},
                   {"type": "dense", "units": CLASSES, "activation": "softmax"}],
                  128, {"steps": 28, "features": 28}, (128,)),
+                ("base model, another process keeps one core busy", mlp_layers((256, 128)), 128,
+                 None, (256, 128)),
             ]
             for i, (label, layers, batch, sequence, widths) in enumerate(cases):
                 config = write_config(tmp, f"case{i}", csv_path, layers, batch, epochs, sequence)
-                mine = run_nnctl(config, tmp)
                 kind = "rnn" if sequence else "mlp"
                 seq = (sequence["steps"], sequence["features"]) if sequence else None
-                theirs = run_torch(x, y, kind, widths, batch, epochs, args.threads, seq)
-                one = (run_torch(x, y, kind, widths, batch, epochs, 1, seq)
-                       if args.threads != 1 else None)
-                extra.append({"case": label, "nnctl": mine, "torch": theirs, "torch1": one})
-            two = run_nnctl(base, tmp, blas_threads=2)
-            extra.append({"case": "base model, nnctl with 2 BLAS threads (default 1)",
-                          "nnctl": two, "torch": torch_, "torch1": torch1})
+                with (busy_core() if "busy" in label else contextlib.nullcontext()):
+                    row = {"case": label}
+                    for threads in dict.fromkeys([args.threads, 1]):
+                        row[f"nnctl{threads}"] = run_nnctl(config, tmp, threads)
+                        row[f"torch{threads}"] = run_torch(x, y, kind, widths, batch, epochs,
+                                                           threads, seq)
+                extra.append(row)
+            n = args.threads
             print()
-            print(f"| case | nnctl epoch (s) | PyTorch {args.threads} threads (s) | ratio | "
-                  "PyTorch 1 thread (s) | ratio | nnctl wall (s) | peak (MB) |")
-            print("|---|---:|---:|---:|---:|---:|---:|---:|")
+            print(f"| case | nnctl {n} threads (s) | PyTorch {n} threads (s) | ratio | "
+                  "nnctl 1 thread (s) | PyTorch 1 thread (s) | ratio | nnctl wall (s) | "
+                  "peak (MB) |")
+            print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
             for row in extra:
-                t = row["torch"]["median"] if row["torch"] else None
+                mine, mine1 = row[f"nnctl{n}"]["median"], row["nnctl1"]["median"]
+                t = row[f"torch{n}"]["median"] if row[f"torch{n}"] else None
                 t1 = row["torch1"]["median"] if row["torch1"] else None
-                mine = row["nnctl"]["median"]
                 print(f"| {row['case']} | {fmt(mine)} | {fmt(t)} | {ratio(mine, t)} | "
-                      f"{fmt(t1)} | {ratio(mine, t1)} | {row['nnctl']['wall']:.1f} | "
-                      f"{row['nnctl']['peak_mb']:.0f} |")
+                      f"{fmt(mine1)} | {fmt(t1)} | {ratio(mine1, t1)} | "
+                      f"{row[f'nnctl{n}']['wall']:.1f} | {row[f'nnctl{n}']['peak_mb']:.0f} |")
 
     results["load_average_end"] = os.getloadavg()
     print(f"\nload average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
