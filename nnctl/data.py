@@ -151,6 +151,8 @@ def read_csv(path: str | Path):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
+            # "mixed types" in a column: check_numeric names the cells that are not numbers
+            warnings.simplefilter("ignore", pd.errors.DtypeWarning)
             frame = _read_in_chunks(pd, path, CSV_OPTIONS)
             if frame is None:
                 frame = pd.read_csv(path, **CSV_OPTIONS)
@@ -196,7 +198,6 @@ def _read_in_chunks(pd, path: Path, options: dict):
     parse problem (that call names it), or a column whose dtype differs between chunks."""
     from concurrent.futures import ThreadPoolExecutor
 
-    options = {**options, "low_memory": False}  # a chunk is small already: parse it whole
     try:
         with ThreadPoolExecutor(2) as pool:
             scan = pool.submit(_row_starts, path)  # while the first rows tell the dtypes
