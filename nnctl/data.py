@@ -93,16 +93,18 @@ class Preprocessing:
             with np.errstate(over="ignore"):  # too large for the dtype: inf, named by dataset
                 return np.ascontiguousarray(values, dtype=dtype)
         column = self.targets[0]
-        index = {label_key(c): i for i, c in enumerate(self.classes)}
-        keys = [label_key(v) for v in frame[column].tolist()]
-        problems = [
-            f"{path}:{row + 2} column {column!r}: label {key!r} was not seen in training "
-            f"(known: {', '.join(map(str, self.classes))})"
-            for row, key in enumerate(keys) if key not in index
-        ]
-        if problems:
-            raise DataError(_limit(problems, path))
-        codes = np.fromiter((index[k] for k in keys), dtype=np.int64, count=len(keys))
+        codes = _integer_codes(frame[column].to_numpy(), self.classes)
+        if codes is None:  # labels that are not integers, or unknown ones: one at a time
+            index = {label_key(c): i for i, c in enumerate(self.classes)}
+            keys = [label_key(v) for v in frame[column].tolist()]
+            problems = [
+                f"{path}:{row + 2} column {column!r}: label {key!r} was not seen in training "
+                f"(known: {', '.join(map(str, self.classes))})"
+                for row, key in enumerate(keys) if key not in index
+            ]
+            if problems:
+                raise DataError(_limit(problems, path))
+            codes = np.fromiter((index[k] for k in keys), dtype=np.int64, count=len(keys))
         if self.task == "binary":
             return codes.astype(dtype).reshape(-1, 1)
         return codes
@@ -124,6 +126,16 @@ def check_in_range(array: np.ndarray, frame, path: Path, columns: list[str]) -> 
     raise DataError(_limit([f"{path}:{line} column {columns[c]!r}: too large for "
                             f"{array.dtype.name} after scaling" for line, c in zip(lines, cols)],
                            path))
+
+
+def _integer_codes(values: np.ndarray, classes: list[Any]) -> Optional[np.ndarray]:
+    """Class indices of an integer label column, found in one vectorized pass, when every
+    class is an integer and every label a known class; otherwise None."""
+    if values.dtype.kind not in "iu" or not all(type(c) is int for c in classes):
+        return None
+    known = np.array(classes, dtype=np.int64)  # sorted, as sorted_labels makes them
+    codes = np.minimum(np.searchsorted(known, values), len(known) - 1)
+    return codes if np.array_equal(known[codes], values) else None
 
 
 def label_key(value: Any) -> str:
@@ -281,10 +293,9 @@ def _row_starts(path: Path):
     starts, newlines, size, last = {}, 0, 0, b"\n"
     with open(path, "rb") as f:
         while block := f.read(1 << 22):
-            data = np.frombuffer(block, np.uint8)
-            if (data == ord('"')).any():
+            if b'"' in block:
                 return None
-            ends = np.flatnonzero(data == ord("\n"))
+            ends = np.flatnonzero(np.frombuffer(block, np.uint8) == ord("\n"))
             # line break j ends line j (the header is line 0), so data row j starts after it
             for k in range(-newlines % FIRST_ROWS, len(ends), FIRST_ROWS):
                 starts[newlines + k] = size + int(ends[k]) + 1
@@ -490,7 +501,9 @@ def _classes(frame, path: Path, targets: list[str], task: str) -> list[Any]:
         if problems:
             raise DataError(_limit(problems, path))
         return []
-    labels = sorted_labels(frame[targets[0]].tolist())
+    column = frame[targets[0]]
+    labels = (np.unique(column.to_numpy()).tolist() if column.dtype.kind in "iu"
+              else sorted_labels(column.tolist()))  # the same result, one label at a time
     if task == "binary":
         if len(labels) > 2:
             raise DataError(f"{path}:1 column {targets[0]!r}: binary_crossentropy needs two "

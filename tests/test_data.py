@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnctl.data import CHUNK_ROWS, CSV_OPTIONS, _read_in_chunks, read_csv
+from nnctl.data import CHUNK_ROWS, CSV_OPTIONS, Preprocessing, _read_in_chunks, read_csv
+from nnctl.errors import DataError
 from cli_helpers import (
     CLASS_HEADER, assert_user_error, classification_config, classification_rows, eval_json,
     invoke, make_problem, run_dirs, train, write_config, write_csv, write_text,
@@ -296,3 +297,25 @@ def test_a_bad_cell_deep_in_a_large_file_names_its_line(tmp_path):
                       "loss: categorical_crossentropy\n")
     assert train_errors(config, tmp_path / "runs") == [
         f"{path}:{bad + 1} column 'a': not a number ('oops')"]
+
+
+# ---- integer labels: encoded in one vectorized pass, as one label at a time would -----------
+
+@pytest.mark.parametrize("dtype", ["int64", "uint8", "float64", "object"])
+def test_label_encoding_is_the_same_whatever_the_column_type(tmp_path, dtype):
+    frame = pd.DataFrame({"y": np.array([5, 0, 1, 1, 5], dtype=dtype)})
+    prep = Preprocessing(task="classification", features=[], targets=["y"], classes=[0, 1, 5])
+    np.testing.assert_array_equal(prep.encode(frame, tmp_path / "f.csv", np.float32),
+                                  [2, 0, 1, 1, 2])
+    frame.loc[3, "y"] = 7
+    with pytest.raises(DataError) as error:
+        prep.encode(frame, tmp_path / "f.csv", np.float32)
+    assert error.value.problems == [f"{tmp_path / 'f.csv'}:5 column 'y': label '7' was not seen "
+                                    "in training (known: 0, 1, 5)"]
+
+
+def test_text_classes_take_the_label_by_label_path(tmp_path):
+    frame = pd.DataFrame({"y": np.array([1, 0, 1])})
+    prep = Preprocessing(task="binary", features=[], targets=["y"], classes=["0", "1"])
+    np.testing.assert_array_equal(prep.encode(frame, tmp_path / "f.csv", np.float32),
+                                  [[1.0], [0.0], [1.0]])
