@@ -12,6 +12,7 @@ into benchmarks/.cache/), then, in one run:
 - the same model in PyTorch (same data, batch size and epochs; a plain loop that shuffles,
   gathers each batch and keeps the running loss and accuracy, as nnctl does);
 - scikit-learn's MLPClassifier (adam, batch 128, one partial_fit per epoch);
+- the textbook vectorized NumPy loop for the same model (array expressions, no buffers);
 - nnctl's CSV loading against pandas.read_csv alone, and `nnctl --help`;
 - a second table: batch 32 and 512, a model twice as wide, an rnn layer against torch.nn.RNN,
   both on one thread, and both while another process keeps one core busy.
@@ -269,6 +270,51 @@ def run_torch(x: np.ndarray, y: np.ndarray, model_kind: str, widths: tuple[int, 
             "threads": threads}
 
 
+def run_plain_numpy(x: np.ndarray, y: np.ndarray, batch: int, epochs: int, threads: int):
+    """Epoch times of the textbook vectorized NumPy loop for the MLP (He init, relu, softmax
+    and cross-entropy gradient in one, Adam written as array expressions): what nnctl is
+    measured against besides the libraries."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        from contextlib import nullcontext as threadpool_limits
+    rng = np.random.default_rng(0)
+    sizes = (x.shape[1], 256, 128, CLASSES)
+    params = [(rng.standard_normal((a, b)) * np.sqrt(2 / a)).astype(np.float32)
+              for a, b in zip(sizes, sizes[1:])] + [np.zeros(b, np.float32) for b in sizes[1:]]
+    m, v = [np.zeros_like(p) for p in params], [np.zeros_like(p) for p in params]
+    (w0, w1, w2, b0, b1, b2), step, times, accuracy = params, 0, [], 0.0
+    with threadpool_limits(threads):
+        for _ in range(epochs):
+            started = time.perf_counter()
+            order, correct = rng.permutation(len(x)), 0
+            for start in range(0, len(x), batch):
+                index = order[start:start + batch]
+                xb, yb = x[index], y[index]
+                h1 = np.maximum(xb @ w0 + b0, 0)
+                h2 = np.maximum(h1 @ w1 + b1, 0)
+                z = h2 @ w2 + b2
+                correct += int((z.argmax(1) == yb).sum())
+                e = np.exp(z - z.max(1, keepdims=True))
+                dz = e / e.sum(1, keepdims=True)
+                dz[np.arange(len(yb)), yb] -= 1
+                dz /= len(yb)
+                d2 = (dz @ w2.T) * (h2 > 0)
+                d1 = (d2 @ w1.T) * (h1 > 0)
+                grads = [xb.T @ d1, h1.T @ d2, h2.T @ dz, d1.sum(0), d2.sum(0), dz.sum(0)]
+                step += 1
+                for p, g, m_, v_ in zip(params, grads, m, v):
+                    m_ *= 0.9
+                    m_ += 0.1 * g
+                    v_ *= 0.999
+                    v_ += 0.001 * g * g
+                    p -= (1e-3 / (1 - 0.9**step)) * m_ / (np.sqrt(v_ / (1 - 0.999**step)) + 1e-8)
+            times.append(time.perf_counter() - started)
+            accuracy = correct / len(x)
+    return {"epoch_seconds": times, "median": statistics.median(times), "accuracy": accuracy,
+            "threads": threads}
+
+
 def run_sklearn(x: np.ndarray, y: np.ndarray, batch: int, epochs: int, threads: int):
     """Epoch times of MLPClassifier (one partial_fit = one epoch), or None without sklearn."""
     try:
@@ -368,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         torch1 = results["torch_1_thread"] = (
             run_torch(x, y, "mlp", (256, 128), 128, epochs, 1) if args.threads != 1 else None)
         sk = results["sklearn"] = run_sklearn(x, y, 128, epochs, args.threads)
+        plain = results["plain_numpy"] = run_plain_numpy(x, y, 128, epochs, args.threads)
         reference = torch_["median"] if torch_ else None
 
         print(f"MLP 784-256-128-10, batch 128, Adam 1e-3, float32; nnctl --threads {args.threads}")
@@ -375,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
         print("|---|---:|---:|---:|")
         print(f"| nnctl train ({args.threads} threads) | {fmt(ours['median'])} | {ratio(ours['median'], reference)} | "
               f"{ours['accuracy']:.3f} |")
-        references = [("PyTorch", torch_), ("scikit-learn MLPClassifier", sk)]
+        references = [("PyTorch", torch_), ("scikit-learn MLPClassifier", sk),
+                      ("plain NumPy loop", plain)]
         if torch1 is not None:
             references.insert(1, ("PyTorch", torch1))
         for label, row in references:
