@@ -40,11 +40,12 @@ from pathlib import Path
 
 import numpy as np
 
+from nnctl.threads import THREAD_VARS, usable_cores
+
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
 CLASSES = 10
 FEATURES = 784
-THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 # Runs a command and reports its wall time and peak RSS. A small process of its own does the
 # waiting: the child's maxrss then starts from this helper's few MB, not from the size of the
@@ -113,13 +114,6 @@ def write_config(folder: Path, name: str, csv_path: Path, layers: list[dict], ba
 def mlp_layers(widths: tuple[int, ...]) -> list[dict]:
     return [{"type": "dense", "units": w, "activation": "relu"} for w in widths] + [
         {"type": "dense", "units": CLASSES, "activation": "softmax"}]
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 @contextlib.contextmanager

@@ -71,15 +71,15 @@ class Preprocessing:
         offset, spread = np.asarray(self.offset), np.asarray(self.spread)
         scratch = np.empty((min(SCALE_ROWS, len(x)), values.shape[1]))
         finite = True
-        for start in range(0, len(x), SCALE_ROWS):
-            block, out = values[start:start + SCALE_ROWS], x[start:start + SCALE_ROWS]
-            with np.errstate(over="ignore"):  # too large for the dtype: inf, named below
+        with np.errstate(over="ignore"):  # too large for the dtype: inf, named below
+            for start in range(0, len(x), SCALE_ROWS):
+                block, out = values[start:start + SCALE_ROWS], x[start:start + SCALE_ROWS]
                 if self.scale == "none":
                     out[...] = block
                 else:
                     centered = np.subtract(block, offset, out=scratch[:len(block)])
                     np.divide(centered, spread, out=out, casting="same_kind")
-            finite = finite and bool(np.isfinite(out).all())  # while the block is in cache
+                finite = finite and bool(np.isfinite(out).all())  # while the block is in cache
         if not finite:
             check_in_range(x, frame, path, self.features)
         if self.sequence:
