@@ -31,6 +31,7 @@ from .runs import (
     read_metrics, read_summary, rng_state_from, versions,
 )
 from .train import Diverged, Trainer, evaluate
+from . import threads
 
 EXIT_DIVERGED = 3
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -184,6 +185,7 @@ def _fit(session: Session, run: Run, started: float, previous_seconds: float) ->
     trainer.callback = run
     summary = {"name": config.name, "run_dir": str(run.path), "seed": config.seed,
                "command": command_line(), "versions": versions(),
+               "threads": threads.count(),  # the results' last bits depend on it
                "monitor": trainer.monitor}
     exit_code = 0
     try:

@@ -12,6 +12,7 @@ divides the cores among its parallel trials, as scikit-learn does for its jobs.
 from __future__ import annotations
 
 import contextvars
+import math
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +26,8 @@ THREAD_TIMEOUT = ("OPENBLAS_THREAD_TIMEOUT", "4")
 # Below this many elements per thread, handing work to another thread (tens of microseconds)
 # costs more than it saves.
 MIN_CHUNK = 1 << 15
-# Chunks start on 64-byte boundaries so that two threads never write to one cache line.
+# Chunk lengths are multiples of 16 elements (64 bytes of float32, a cache line), so two
+# threads do not write to one line.
 ALIGN = 16
 
 _threads = 1
@@ -90,7 +92,7 @@ def elementwise(func: Callable[..., None], arrays: Sequence) -> None:
         return
     if _pool is None:
         _pool = ThreadPoolExecutor(max_workers=_threads - 1, thread_name_prefix="nnctl")
-    step = -(-size // parts // ALIGN) * ALIGN
+    step = math.ceil(size / parts / ALIGN) * ALIGN
     bounds = [(start, min(start + step, size)) for start in range(0, size, step)]
     futures = [_pool.submit(contextvars.copy_context().run, func, *(a[lo:hi] for a in arrays))
                for lo, hi in bounds[1:]]

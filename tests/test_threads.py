@@ -12,6 +12,7 @@ import pytest
 from nnctl import threads
 from nnctl.model import Sequential
 from nnctl.optim import OPTIMIZERS
+from cli_helpers import make_problem
 
 
 @pytest.fixture
@@ -147,3 +148,15 @@ print(json.dumps({"skip": "no OpenBLAS bundled with numpy"}))
         if "skip" in report:
             pytest.skip(report["skip"])
         assert report["threads"] == count
+
+
+def test_train_records_its_thread_count(tmp_path):
+    config = make_problem(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in threads.THREAD_VARS}
+    for flags, expected in (([], len(os.sched_getaffinity(0))), (["--threads", "3"], 3)):
+        runs = tmp_path / f"runs{len(flags)}"
+        subprocess.run([sys.executable, "-m", "nnctl.cli", "train", str(config), "--quiet",
+                        "--runs-dir", str(runs), *flags], env=env, check=True, cwd=tmp_path,
+                       capture_output=True)
+        (run_dir,) = runs.iterdir()
+        assert json.loads((run_dir / "summary.json").read_text())["threads"] == expected
