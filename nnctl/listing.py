@@ -262,6 +262,8 @@ def show_run(run_dir: Path, last: int = 5) -> str:
             lines.append(f"message    {summary['message']}")
         lines.append(f"monitor    {summary.get('monitor', '')}")
         lines.append(f"seed       {summary.get('seed', '')}")
+        if "threads" in summary:  # runs made before it was recorded have none
+            lines.append(f"threads    {summary['threads']}")
         lines.append(f"command    {summary.get('command', '')}")
         found = summary.get("versions") or {}
         lines.append("versions   " + ", ".join(f"{k} {v}" for k, v in found.items()))

@@ -109,6 +109,7 @@ def test_show_prints_config_summary_and_last_epochs(runs):
     out = result.stdout
     assert f"run        {run.run_dir}" in out
     assert "status     completed: 6 epochs" in out
+    assert "threads    1\n" in out  # as the suite runs (tests/conftest.py)
     assert "config.yaml\n  name: a\n" in out
     assert "    lr: 0.05" in out
     assert "last 3 of 6 epochs (metrics.csv)" in out
