@@ -54,6 +54,15 @@ def zeros_like_each(like: list[np.ndarray]) -> tuple[Optional[np.ndarray], list[
     return flat, views
 
 
+def step_by_root(param, grad, accumulator, lr: float, eps: float, tmp) -> None:
+    """theta -= lr g / (sqrt(accumulator) + eps), through `tmp`: Adagrad's and RMSprop's step."""
+    np.sqrt(accumulator, out=tmp)
+    tmp += eps
+    np.divide(grad, tmp, out=tmp)
+    tmp *= lr
+    param -= tmp
+
+
 class Optimizer:
     name: str
     #: names of the per-parameter state buffers, each a list of arrays shaped like the params;
@@ -202,11 +211,7 @@ class Adagrad(Optimizer):
     def update(self, param, grad, s, tmp):
         np.multiply(grad, grad, out=tmp)
         s += tmp
-        np.sqrt(s, out=tmp)
-        tmp += self.eps
-        np.divide(grad, tmp, out=tmp)
-        tmp *= self.lr
-        param -= tmp
+        step_by_root(param, grad, s, self.lr, self.eps, tmp)
 
 
 class Adadelta(Optimizer):
@@ -266,11 +271,7 @@ class RMSprop(Optimizer):
         np.multiply(grad, grad, out=tmp)
         tmp *= 1.0 - self.rho
         square_avg += tmp
-        np.sqrt(square_avg, out=tmp)
-        tmp += self.eps
-        np.divide(grad, tmp, out=tmp)
-        tmp *= self.lr
-        param -= tmp
+        step_by_root(param, grad, square_avg, self.lr, self.eps, tmp)
 
 
 class Adam(Optimizer):

@@ -10,6 +10,7 @@ from nnctl.layers import LAYERS, RNN
 from nnctl.losses import get_loss
 from nnctl.model import Sequential
 from nnctl.optim import OPTIMIZERS
+from torch_rnn import nnctl_arrays, torch_twin
 
 N, T, F, UNITS = 3, 5, 4, 6
 
@@ -96,17 +97,6 @@ def test_stacked_rnns_in_sequential_gradient_check():
 
 # ----------------------------------------------------------------------------- torch
 
-def torch_rnn_like(layer, torch, nonlinearity):
-    rnn = torch.nn.RNN(layer.W_x.value.shape[0], layer.units, nonlinearity=nonlinearity,
-                       batch_first=True, dtype=torch.float64)
-    with torch.no_grad():
-        rnn.weight_ih_l0.copy_(torch.from_numpy(layer.W_x.value.T))
-        rnn.weight_hh_l0.copy_(torch.from_numpy(layer.W_h.value.T))
-        rnn.bias_ih_l0.copy_(torch.from_numpy(layer.b.value))
-        rnn.bias_hh_l0.zero_()
-    return rnn
-
-
 @pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
 @pytest.mark.parametrize("return_sequences", [False, True])
 def test_matches_torch_forward_and_gradients(nonlinearity, return_sequences):
@@ -119,7 +109,8 @@ def test_matches_torch_forward_and_gradients(nonlinearity, return_sequences):
     r = rng.standard_normal(out.shape)
     dx = layer.backward(r)
 
-    rnn = torch_rnn_like(layer, torch, nonlinearity)
+    arrays = {f"layers.0.{name}": p.value for name, p in layer.parameters().items()}
+    rnn, _, _ = torch_twin(torch, arrays, nonlinearity)
     xt = torch.tensor(x, requires_grad=True)
     seq, h_n = rnn(xt)
     out_t = seq if return_sequences else h_n[0]
@@ -145,17 +136,8 @@ def test_five_optimizer_steps_match_torch(name, kwargs, torch_name, torch_kwargs
              {"type": "dense", "units": 3, "activation": "softmax"}]
     model = Sequential.from_specs(specs, input_shape=(T, F), rng=np.random.default_rng(9),
                                   dtype=np.float64)
-    rnn_layer, dense = model.layers
     initial = model.state_dict()
-
-    rnn = torch_rnn_like(rnn_layer, torch, "tanh")
-    rnn.bias_hh_l0.requires_grad_(False)  # nnctl has a single bias; keep torch's second at 0
-    linear = torch.nn.Linear(6, 3, dtype=torch.float64)
-    with torch.no_grad():
-        linear.weight.copy_(torch.from_numpy(dense.W.value.T))
-        linear.bias.copy_(torch.from_numpy(dense.b.value))
-    torch_params = [rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0,
-                    linear.weight, linear.bias]
+    rnn, linear, torch_params = torch_twin(torch, initial)
     torch_opt = getattr(torch.optim, torch_name)(torch_params, **torch_kwargs)
     opt = OPTIMIZERS[name](list(model.parameters().values()), **kwargs)
     xent = get_loss("categorical_crossentropy")
@@ -174,13 +156,7 @@ def test_five_optimizer_steps_match_torch(name, kwargs, torch_name, torch_kwargs
         loss.backward()
         torch_opt.step()
 
-    expected = {
-        "layers.0.W_x": rnn.weight_ih_l0.detach().numpy().T,
-        "layers.0.W_h": rnn.weight_hh_l0.detach().numpy().T,
-        "layers.0.b": rnn.bias_ih_l0.detach().numpy(),
-        "layers.1.W": linear.weight.detach().numpy().T,
-        "layers.1.b": linear.bias.detach().numpy(),
-    }
+    expected = nnctl_arrays(rnn, linear)
     for key, param in model.parameters().items():
         moved = np.linalg.norm(param.value - initial[key])
         assert moved > 1e-3, f"{key} barely moved, so the comparison would prove nothing"

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from cli_helpers import invoke, train, weights, write_csv
+from torch_rnn import nnctl_arrays, torch_twin
 
 STEPS, FEATURES, UNITS, ROWS, BATCH = 4, 2, 3, 20, 4
 
@@ -46,17 +47,7 @@ def test_five_adam_steps_through_the_cli_match_torch(tmp_path):
                        "--init-weights", tmp_path / "start.npz")
     trained = weights(run_dir)
 
-    rnn = torch.nn.RNN(FEATURES, UNITS, batch_first=True, dtype=torch.float64)
-    head = torch.nn.Linear(UNITS, 1, dtype=torch.float64)
-    with torch.no_grad():
-        rnn.weight_ih_l0.copy_(torch.tensor(start["layers.0.W_x"].T))
-        rnn.weight_hh_l0.copy_(torch.tensor(start["layers.0.W_h"].T))
-        rnn.bias_ih_l0.copy_(torch.tensor(start["layers.0.b"]))
-        rnn.bias_hh_l0.zero_()  # torch has two biases; nnctl's single b is their sum
-        head.weight.copy_(torch.tensor(start["layers.1.W"].T))
-        head.bias.copy_(torch.tensor(start["layers.1.b"]))
-    rnn.bias_hh_l0.requires_grad_(False)
-    params = [rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, head.weight, head.bias]
+    rnn, head, params = torch_twin(torch, start)
     optimizer = torch.optim.Adam(params, lr=0.05)
     for start_row in range(0, ROWS, BATCH):
         xb = torch.tensor(x[start_row:start_row + BATCH])
@@ -67,14 +58,7 @@ def test_five_adam_steps_through_the_cli_match_torch(tmp_path):
         loss.backward()
         optimizer.step()
 
-    expected = {
-        "layers.0.W_x": rnn.weight_ih_l0.detach().numpy().T,
-        "layers.0.W_h": rnn.weight_hh_l0.detach().numpy().T,
-        "layers.0.b": rnn.bias_ih_l0.detach().numpy(),
-        "layers.1.W": head.weight.detach().numpy().T,
-        "layers.1.b": head.bias.detach().numpy(),
-    }
-    for name, want in expected.items():
+    for name, want in nnctl_arrays(rnn, head).items():
         assert not np.allclose(want, start[name])  # every array moved: the check is not idle
         got = trained[name]
         assert np.linalg.norm(got - want) / np.linalg.norm(want) < 1e-6, name
