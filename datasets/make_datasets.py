@@ -190,6 +190,116 @@ def make_sine_next() -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------
+# A real-world-looking table: text, yes/no, dates, blanks, class imbalance
+# --------------------------------------------------------------------------
+CUSTOMER_PLANS = ("basic", "plus", "premium")
+CUSTOMER_REGIONS = (
+    "North", "South", "East", "West", "Central",
+    "Northeast", "Northwest", "Southeast", "Southwest", "Coastal",
+)
+_CITY_STEMS = (
+    "Ash", "Birch", "Cedar", "Elm", "Fair", "Glen", "Hazel", "Iron", "Lake",
+    "Maple", "Oak", "Pine", "Red", "Stone", "Willow",
+)
+_CITY_ENDINGS = ("ford", "field", "ton", "wood", "bury", "dale", "port", "ville", "mouth", "haven")
+CUSTOMER_CITIES = tuple(stem + end for stem in _CITY_STEMS for end in _CITY_ENDINGS)
+CUSTOMER_EXPORT_DATE = np.datetime64("2025-01-01")
+
+
+def _customers(rng: np.random.Generator, n: int, id_numbers: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+    """n customers as a CRM export would list them, and each one's churn logit (no intercept).
+
+    Every draw comes from rng, in a fixed order; see make_customers for the model.
+    """
+    first_day = np.datetime64("2021-01-01")
+    days = int((CUSTOMER_EXPORT_DATE - first_day) / np.timedelta64(1, "D"))
+    signup = first_day + rng.integers(0, days, n).astype("timedelta64[D]")
+    tenure_months = (CUSTOMER_EXPORT_DATE - signup) / np.timedelta64(1, "D") / 30.44
+
+    plan_idx = rng.choice(3, size=n, p=[0.5, 0.32, 0.18])
+    # Zipf-like city sizes: a few big cities, a long tail of small ones.
+    ranks = rng.permutation(len(CUSTOMER_CITIES))
+    city_p = 1.0 / (ranks + 3.0) ** 1.1
+    city_idx = rng.choice(len(CUSTOMER_CITIES), size=n, p=city_p / city_p.sum())
+    city_region = rng.integers(0, len(CUSTOMER_REGIONS), len(CUSTOMER_CITIES))
+    region_idx = city_region[city_idx]
+
+    age = np.clip(np.round(rng.normal(42.0, 13.0, n)), 18, 85)
+    base_spend = np.array([25.0, 45.0, 80.0])[plan_idx]
+    spend = np.round(base_spend * rng.gamma(8.0, 1.0 / 8.0, n) + rng.integers(0, 3, n) * 5.0, 2)
+    support_calls = np.minimum(rng.poisson(1.4, n), 9)
+    paperless = rng.random(n) < 0.6
+    partner = rng.random(n) < 0.45
+
+    # Churn: a short tenure, the basic plan, support calls, spend above the plan's usual,
+    # paperless billing, South and Northwest raise it; premium, a partner, age, West and
+    # Southwest lower it; each city adds its own N(0, 1) effect.
+    region_effect = np.array([0.0, 1.0, 0.0, -0.6, 0.0, 0.0, 0.9, 0.0, -0.5, 0.0])
+    city_effect = rng.normal(0.0, 1.0, len(CUSTOMER_CITIES))
+    logit = (
+        -0.15 * tenure_months
+        + np.array([1.0, 0.0, -1.2])[plan_idx]
+        + 1.1 * support_calls
+        + 0.07 * (spend - base_spend)
+        + region_effect[region_idx]
+        + city_effect[city_idx]
+        + 0.5 * paperless
+        - 0.6 * partner
+        - 0.02 * (age - 42.0)
+    )
+
+    yes_no = np.array(["No", "Yes"])
+    df = pd.DataFrame({
+        "customer_id": [f"CU-{k:06d}" for k in id_numbers],
+        "signup_date": np.datetime_as_string(signup, unit="D"),
+        "plan": np.array(CUSTOMER_PLANS)[plan_idx],
+        "region": np.array(CUSTOMER_REGIONS, dtype=object)[region_idx],
+        "city": np.array(CUSTOMER_CITIES, dtype=object)[city_idx],
+        "age": pd.array(age.astype(int), dtype="Int64"),
+        "monthly_spend": spend,
+        "support_calls": support_calls,
+        "paperless_billing": yes_no[paperless.astype(int)],
+        "has_partner": np.char.lower(yes_no[partner.astype(int)]).astype(object),
+    })
+    # Blank cells where an export has them: region not filled in, age not given, spend not
+    # yet billed, partner status unknown.
+    df.loc[rng.random(n) < 0.04, "region"] = None
+    df.loc[rng.random(n) < 0.05, "age"] = pd.NA
+    df.loc[rng.random(n) < 0.03, "monthly_spend"] = np.nan
+    df.loc[rng.random(n) < 0.02, "has_partner"] = None
+    return df, logit
+
+
+def make_customers() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Customer churn export (2000 rows, target `churned`, ~15% yes) and 200 new customers.
+
+    P(churned = yes) = sigmoid(b + logit) with logit from _customers and b chosen so that the
+    mean probability is 0.15; churned is then drawn from it (seed 11). The new customers
+    (seed 12) have no target, a few cities and a region never seen in the export, and blanks.
+    """
+    rng = np.random.default_rng(11)
+    ids = rng.choice(np.arange(100000, 1000000), size=2200, replace=False)
+    df, logit = _customers(rng, 2000, ids[:2000])
+    lo, hi = -20.0, 20.0
+    for _ in range(100):  # bisection for the intercept: mean churn probability 0.15
+        mid = (lo + hi) / 2
+        if np.mean(1.0 / (1.0 + np.exp(-(mid + logit)))) < 0.15:
+            lo = mid
+        else:
+            hi = mid
+    prob = 1.0 / (1.0 + np.exp(-(lo + logit)))
+    df["churned"] = np.where(rng.random(len(df)) < prob, "yes", "no")
+
+    new_rng = np.random.default_rng(12)
+    new, _ = _customers(new_rng, 200, ids[2000:])
+    new_cities = ["Northgate", "Silverlake", "Quarrytown", "Brightwater"]
+    rows = new_rng.choice(len(new), size=10, replace=False)
+    new.loc[rows[:7], "city"] = [new_cities[i % len(new_cities)] for i in range(7)]
+    new.loc[rows[7:], "region"] = "Islands"
+    return df, new
+
+
+# --------------------------------------------------------------------------
 def main() -> None:
     written = [
         _write(make_moons(), "moons.csv"),
@@ -208,6 +318,11 @@ def main() -> None:
         _write(waves_train, "waveforms_train.csv"),
         _write(waves_test, "waveforms_test.csv"),
         _write(make_sine_next(), "sine_next.csv"),
+    ]
+    customers, customers_new = make_customers()
+    written += [
+        _write(customers, "customers.csv"),
+        _write(customers_new, "customers_new.csv"),
     ]
     for path in written:
         print(f"wrote {path.name} ({path.stat().st_size / 1024:.1f} KiB)")
