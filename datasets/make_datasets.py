@@ -206,7 +206,9 @@ CUSTOMER_CITIES = tuple(stem + end for stem in _CITY_STEMS for end in _CITY_ENDI
 CUSTOMER_EXPORT_DATE = np.datetime64("2025-01-01")
 
 
-def _customers(rng: np.random.Generator, n: int, id_numbers: np.ndarray) -> tuple[pd.DataFrame, np.ndarray]:
+def _customers(
+    rng: np.random.Generator, n: int, id_numbers: np.ndarray
+) -> tuple[pd.DataFrame, np.ndarray]:
     """n customers as a CRM export would list them, and each one's churn logit (no intercept).
 
     Every draw comes from rng, in a fixed order; see make_customers for the model.
