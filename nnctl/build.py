@@ -8,8 +8,9 @@ from typing import Optional
 import numpy as np
 
 from .config import Config, DenseSpec, PlateauSchedule, monitor_mode, source_of
-from .data import Preprocessing
+from .data import Preprocessing, label_key
 from .errors import ConfigError
+from .losses import Loss, get_loss
 from .model import Sequential
 from .optim import OPTIMIZERS, Optimizer
 from .schedules import SCHEDULES, Schedule
@@ -26,7 +27,18 @@ def rng_streams(seed: int) -> dict[str, np.random.Generator]:
 
 
 def input_shape(prep: Preprocessing) -> tuple[int, ...]:
-    return tuple(prep.sequence) if prep.sequence else (len(prep.features),)
+    return tuple(prep.sequence) if prep.sequence else (prep.width,)
+
+
+def check_columns(config: Config, available: list[str]) -> None:
+    """`data.columns` may only name columns of the training file."""
+    source = source_of(config)
+    shown = ", ".join(available[:20]) + (" ..." if len(available) > 20 else "")
+    problems = [source.problem(f"data.columns.{name}",
+                               f"no column {name!r} in {config.data.train} (columns: {shown})")
+                for name in config.data.columns if name not in available]
+    if problems:
+        raise ConfigError(problems)
 
 
 def check_against_data(config: Config, prep: Preprocessing) -> None:
@@ -46,19 +58,57 @@ def check_against_data(config: Config, prep: Preprocessing) -> None:
             f"model.layers.{last_index}.units",
             f"the last dense layer has {last.units} units but {wanted}"))
     sequence = config.data.sequence
-    if sequence and sequence.steps * sequence.features != len(prep.features):
+    if sequence and sequence.steps * sequence.features != prep.width:
         problems.append(source.problem(
             "data.sequence",
             f"steps x features = {sequence.steps} x {sequence.features} = "
-            f"{sequence.steps * sequence.features}, but there are {len(prep.features)} "
+            f"{sequence.steps * sequence.features}, but there are {prep.width} "
             f"feature columns"))
+    weights = config.training.class_weight
+    if weights is not None:
+        if not prep.classes:
+            problems.append(source.problem(
+                "training.class_weight", "needs one class label target and the loss "
+                "categorical_crossentropy or binary_crossentropy"))
+        elif isinstance(weights, dict):
+            known = {label_key(c) for c in prep.classes}
+            problems += [source.problem(
+                f"training.class_weight.{label}",
+                f"no class {label!r} in {prep.targets[0]!r} (classes: "
+                f"{', '.join(map(str, prep.classes))})")
+                for label in weights if label not in known]
     if problems:
         raise ConfigError(problems)
 
 
 def build_model(config: Config, prep: Preprocessing, rng: np.random.Generator) -> Sequential:
     specs = [layer.model_dump() for layer in config.model.layers]
-    return Sequential.from_specs(specs, input_shape(prep), rng, np.dtype(config.dtype))
+    extra = {"embeddings": prep.embeddings} if prep.embeddings else {}
+    return Sequential.from_specs(specs, input_shape(prep), rng, np.dtype(config.dtype), **extra)
+
+
+def class_weights(config: Config, prep: Preprocessing, counts: list[int]) -> Optional[list[float]]:
+    """One weight per class, in prep.classes order: `balanced` is n / (classes * count) over
+    the training split, as scikit-learn's; a mapping gives the classes it names their weight
+    and the others 1."""
+    spec = config.training.class_weight
+    if spec is None:
+        return None
+    if spec == "balanced":
+        n, k = sum(counts), len(counts)
+        return [n / (k * c) if c else 1.0 for c in counts]
+    return [spec.get(label_key(c), 1.0) for c in prep.classes]
+
+
+def build_loss(config: Config, weights: Optional[list[float]]) -> Loss:
+    """The loss, weighted per class where asked: categorical cross-entropy takes the weights
+    (PyTorch's `weight`), binary cross-entropy on one sigmoid unit their ratio (PyTorch's
+    `pos_weight` = weight of the positive class / weight of the negative one)."""
+    if weights is None:
+        return get_loss(config.loss)
+    if config.loss == "binary_crossentropy":
+        return get_loss(config.loss, pos_weight=weights[1] / weights[0])
+    return get_loss(config.loss, class_weight=np.asarray(weights, dtype=np.float64))
 
 
 def build_optimizer(config: Config, model: Sequential) -> Optimizer:

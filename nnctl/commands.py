@@ -7,6 +7,7 @@ config -> data + model + optimizer -> trainer -> run directory.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -17,14 +18,13 @@ from typing import Optional
 import numpy as np
 
 from .build import (
-    build_early_stopping, build_model, build_optimizer, build_schedule, check_against_data,
-    rng_streams,
+    build_early_stopping, build_loss, build_model, build_optimizer, build_schedule,
+    check_against_data, check_columns, class_weights, rng_streams,
 )
 from .checkpoint import load_weights_file, remove_temp_files
 from .config import Config, load_config, monitor_mode
 from .data import Preprocessing, TrainingData, load_for_eval, load_for_predict, load_training_data
 from .errors import CheckpointError, UserError
-from .losses import get_loss
 from .progress import choose
 from .runs import (
     RNG_KEYS, Run, command_line, create_run_dir, epoch_checkpoints, open_run, read_checkpoint,
@@ -33,6 +33,7 @@ from .runs import (
 from .train import Diverged, Trainer, evaluate
 from . import threads
 
+MODEL_ARRAYS = ("layers.", "inputs.")  # the model's weights among a checkpoint's arrays
 EXIT_DIVERGED = 3
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -59,13 +60,16 @@ def prepare(config: Config, quiet: bool = True) -> Session:
     streams = rng_streams(config.seed)
     dtype = np.dtype(config.dtype)
     data = load_training_data(config.data, config.task, streams["split"], dtype,
-                              check=lambda prep: check_against_data(config, prep))
+                              check=lambda prep: check_against_data(config, prep),
+                              check_columns=lambda columns: check_columns(config, columns))
     model = build_model(config, data.preprocessing, streams["init"])
+    data.preprocessing.class_weights = class_weights(config, data.preprocessing,
+                                                     data.class_counts)
     model.use_dropout_rng(streams["dropout"])
     early = build_early_stopping(config)
     checkpoint = config.training.checkpoint
     trainer = Trainer(
-        model=model, loss=get_loss(config.loss), optimizer=build_optimizer(config, model),
+        model=model, loss=build_loss(config, data.preprocessing.class_weights), optimizer=build_optimizer(config, model),
         task=config.task, epochs=config.training.epochs,
         batch_size=config.training.batch_size, shuffle=config.training.shuffle,
         shuffle_rng=streams["shuffle"], dropout_rng=streams["dropout"],
@@ -94,6 +98,11 @@ def train(config: Config, runs_dir: Path, quiet: bool = False,
     run = Run(run_dir, session.data.preprocessing.to_dict(), config.training.checkpoint.keep_last)
     run.write_config(config.to_yaml())
     run.log(f"started: {command_line()}")
+    table = column_table(session.data.preprocessing)
+    run.log("columns:\n" + table)
+    if not quiet:
+        print(table, file=sys.stderr)
+    warn(session.data.notes, run)
     return _fit(session, run, started=time.time(), previous_seconds=0.0)
 
 
@@ -125,7 +134,7 @@ def _restore(session: Session, run: Run, arrays: dict, meta: dict) -> None:
         raise CheckpointError(f"{run.checkpoints / 'last.json'}: the training data no longer "
                               "matches the run (columns, classes or scaling changed)")
     try:
-        trainer.model.load_state_dict({k: v for k, v in arrays.items() if k.startswith("layers.")})
+        trainer.model.load_state_dict({k: v for k, v in arrays.items() if k.startswith(MODEL_ARRAYS)})
         trainer.optimizer.load_state_dict(
             {k.removeprefix("optimizer."): v for k, v in arrays.items() if k.startswith("optimizer.")})
         state = dict(meta["trainer"])
@@ -152,7 +161,7 @@ def _weights_of_epoch(run: Run, epoch: int) -> Optional[dict]:
         except CheckpointError:
             continue
         if meta.get("epoch") == epoch and meta.get("batch") == 0:
-            return {k: v for k, v in arrays.items() if k.startswith("layers.")}
+            return {k: v for k, v in arrays.items() if k.startswith(MODEL_ARRAYS)}
     run.log(f"note: the weights of epoch {epoch} are no longer kept; restore_best will keep "
             "the final weights")
     return None
@@ -186,7 +195,14 @@ def _fit(session: Session, run: Run, started: float, previous_seconds: float) ->
     summary = {"name": config.name, "run_dir": str(run.path), "seed": config.seed,
                "command": command_line(), "versions": versions(),
                "threads": threads.count(),  # the results' last bits depend on it
-               "monitor": trainer.monitor}
+               "monitor": trainer.monitor,
+               "rows": {"train": len(data.train),
+                        "validation": len(data.validation) if data.validation else 0,
+                        "test": len(data.test) if data.test else 0},
+               "blank_targets": data.blank_targets}
+    prep = data.preprocessing
+    if prep.class_weights is not None:
+        summary["class_weight"] = {str(c): w for c, w in zip(prep.classes, prep.class_weights)}
     exit_code = 0
     try:
         with stop_on_signals(trainer) as received:
@@ -236,7 +252,7 @@ def _test_metrics(session: Session, run: Run) -> dict:
     trainer = session.trainer
     try:
         arrays, _ = read_checkpoint(run.path, "best")
-        trainer.model.load_state_dict({k: v for k, v in arrays.items() if k.startswith("layers.")})
+        trainer.model.load_state_dict({k: v for k, v in arrays.items() if k.startswith(MODEL_ARRAYS)})
     except CheckpointError:
         pass
     return evaluate(trainer.model, trainer.loss, session.data.test, trainer.task)
@@ -247,6 +263,31 @@ def _try_write_summary(run: Run, summary: dict) -> None:
         run.write_summary(summary)
     except Exception:
         pass  # the original error matters more than a summary that could not be written
+
+
+def warn(notes: list[str], run: Optional[Run] = None) -> None:
+    """Notes about the data, one `warning:` line each on stderr (and in the run's log)."""
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+        if run is not None:
+            run.log(f"warning: {note}")
+
+
+def column_table(prep: Preprocessing) -> str:
+    """The column decisions as a table that fits the terminal."""
+    from .listing import format_table
+
+    rows = prep.column_table()
+    return fit_width(format_table(["column", "type", "detail"], [list(r) for r in rows], set()))
+
+
+def fit_width(table: str) -> str:
+    """Lines cut at the terminal's width (a table wider than the terminal wraps unreadably)."""
+    import shutil
+
+    width = shutil.get_terminal_size((100, 24)).columns
+    return "\n".join(line if len(line) <= width else line[:width - 3] + "..."
+                     for line in table.splitlines())
 
 
 # ---- using a finished run -------------------------------------------------------------------
@@ -267,12 +308,12 @@ def load_run(run_dir: Path, which: str = "best") -> Loaded:
     arrays, meta = read_checkpoint(run_dir, which)
     try:
         prep = Preprocessing.from_dict(meta["preprocessing"])
-    except (KeyError, TypeError):
+    except (KeyError, TypeError, ValueError, AttributeError):
         raise CheckpointError(f"{run_dir / 'checkpoints' / which}.json: no valid preprocessing "
                               "section") from None
     model = build_model(config, prep, np.random.default_rng(0))
     try:
-        model.load_state_dict({k: v for k, v in arrays.items() if k.startswith("layers.")})
+        model.load_state_dict({k: v for k, v in arrays.items() if k.startswith(MODEL_ARRAYS)})
     except ValueError as exc:
         raise CheckpointError(f"{run_dir / 'checkpoints' / which}.npz: does not fit the "
                               f"run's config: {exc}") from None
@@ -299,9 +340,10 @@ def evaluate_run(run_dir: Path, data_path: Optional[Path], which: str = "best") 
         source = f"{config.data.train} (validation split)"
     else:
         path = Path(data_path) if data_path is not None else default_eval_file(config)
-        dataset = load_for_eval(path, prep, dtype)
+        dataset, notes = load_for_eval(path, prep, dtype)
+        warn(notes)
         source = str(path)
-    loss = get_loss(config.loss)
+    loss = build_loss(config, prep.class_weights)
     result = {"run_dir": str(run_dir), "checkpoint": which, "data": source, "rows": len(dataset)}
     result.update(evaluate(loaded.model, loss, dataset, config.task))
     probabilities = loaded.model.predict(dataset.x)
@@ -350,7 +392,8 @@ def predict(run_dir: Path, input_path: Path, which: str = "best", keep: list[str
 
     loaded = load_run(run_dir, which)
     prep = loaded.preprocessing
-    x, frame = load_for_predict(input_path, prep, np.dtype(loaded.config.dtype), keep)
+    x, frame, notes = load_for_predict(input_path, prep, np.dtype(loaded.config.dtype), keep)
+    warn(notes)
     out = loaded.model.predict(x).astype(np.float64)
     # Predictions are named pred_<target>, so `--keep <target>` can sit beside them.
     columns: dict[str, object] = {name: frame[name].to_numpy() for name in keep}

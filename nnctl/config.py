@@ -181,6 +181,25 @@ class TrainingSpec(Strict):
     early_stopping: Optional[EarlyStopping] = None
     lr_schedule: Optional[ScheduleSpec] = None
     checkpoint: CheckpointSpec = CheckpointSpec()
+    class_weight: Union[Literal["balanced"], dict[str, float], None] = None
+
+    @field_validator("class_weight", mode="before")
+    @classmethod
+    def _balanced_or_weights(cls, value):
+        """`balanced` (n / (classes * count), as scikit-learn) or {label: weight > 0}; labels
+        are kept as text, as the data layer compares them."""
+        if value is None or value == "balanced":
+            return value
+        if isinstance(value, dict) and value:
+            bad = {k: v for k, v in value.items() if isinstance(v, bool)
+                   or not isinstance(v, (int, float)) or not v > 0}
+            if bad:
+                label, weight = next(iter(bad.items()))
+                raise ValueError(f"the weight of {label!r} must be a number greater than 0 "
+                                 f"(got {weight!r})")
+            return {label_text(k): float(v) for k, v in value.items()}
+        raise ValueError(f"must be 'balanced' or a mapping of class labels to weights "
+                         f"(got {value!r})")
 
 
 # ---- data --------------------------------------------------------------------------------
@@ -188,6 +207,36 @@ class TrainingSpec(Strict):
 class SequenceSpec(Strict):
     steps: int = Field(gt=0)
     features: int = Field(gt=0)
+
+
+ColumnType = Literal["numeric", "categorical", "binary", "datetime", "ignore"]
+
+
+class ColumnSpec(Strict):
+    """How one feature column is read; `data.columns: {city: categorical}` is short for
+    `{city: {type: categorical}}`. The encoding settings belong to categorical columns."""
+
+    type: ColumnType
+    encoding: Literal["one_hot", "embedding"] = "one_hot"
+    dim: Optional[int] = Field(None, gt=0)              # embedding width (default: a rule)
+    max_categories: Optional[int] = Field(None, gt=0)   # keep the most frequent, fold the rest
+    min_frequency: Optional[int] = Field(None, gt=0)    # rows a category needs to be kept
+    l1: float = Field(0.0, ge=0)                        # penalties on the embedding table
+    l2: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _encoding_needs_categorical(self):
+        if self.type != "categorical":
+            given = [key for key in ("encoding", "dim", "max_categories", "min_frequency",
+                                     "l1", "l2") if key in self.model_fields_set]
+            if given:
+                raise ValueError(f"{', '.join(given)}: only for categorical columns "
+                                 f"(this one is {self.type})")
+        elif self.encoding != "embedding":
+            given = [key for key in ("dim", "l1", "l2") if key in self.model_fields_set]
+            if given:
+                raise ValueError(f"{', '.join(given)}: only with encoding: embedding")
+        return self
 
 
 class DataSpec(Strict):
@@ -198,6 +247,16 @@ class DataSpec(Strict):
     features: Optional[list[str]] = None
     scale: Literal["standard", "minmax", "none"] = "standard"
     sequence: Optional[SequenceSpec] = None
+    columns: dict[str, ColumnSpec] = {}
+    missing: Literal["median", "mean", "zero", "error"] = "median"
+    missing_indicators: bool = True
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _short_forms(cls, value):
+        if isinstance(value, dict):
+            return {k: {"type": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
 
     @field_validator("validation", mode="before")
     @classmethod
@@ -250,6 +309,13 @@ class Config(Strict):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def label_text(value: Any) -> str:
+    """Labels compare as text, with integral floats as integers (1.0 and 1 are one class)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
 
 
 def metric_names(task: str) -> list[str]:

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnctl.data import CHUNK_ROWS, CSV_OPTIONS, Preprocessing, _read_in_chunks, read_csv
+from nnctl.data import Preprocessing
+from nnctl.data.reading import CHUNK_ROWS, CSV_OPTIONS, _read_in_chunks, read_csv
 from nnctl.errors import DataError
 from cli_helpers import (
     CLASS_HEADER, assert_user_error, classification_config, classification_rows, eval_json,
@@ -43,23 +44,26 @@ def regression_case(tmp_path: Path, csv_text, **data) -> tuple[Path, Path]:
     return write_config(tmp_path / "reg.yaml", config), csv
 
 
+CATEGORICAL_HINT = "declare it `x: categorical` in data.columns to read its values as categories"
 CASES = {
     "missing file": (None, ["{p}: no such file"]),
     "empty file": ("", ["{p}: the file is empty (expected a header row and data rows)"]),
     "header only": ("x,y\n", ["{p}: no data rows after the header"]),
     "ragged row": ("x,y\n1,2\n3,4\n5,6,7\n8,9\n",
                    ["{p}:4: the row has 3 fields, the header has 2"]),
-    "non-numeric cell": ("x,y\n1,2\n3,4\nabc,5\n", ["{p}:4 column 'x': not a number ('abc')"]),
-    "missing value": ("x,y\n1,2\n3,4\n,5\n", ["{p}:4 column 'x': missing value"]),
-    "missing target value": ("x,y\n1,2\n3,\n5,6\n", ["{p}:3 column 'y': missing value"]),
+    "non-numeric cell": ("x,y\n1,2\n3,4\n7,1\n8,1\nabc,5\n",
+                         ["{p}:6 column 'x': not a number ('abc'); " + CATEGORICAL_HINT]),
+    "non-numeric cells": ("x,y\n1,2\nn/a?,4\n7,1\n8,1\n9,1\n2,2\nn/a?,2\n3,3\n4,4\n5,5\n",
+                          ["{p}:3 column 'x': 2 cells are not numbers (e.g. 'n/a?') "
+                           "(lines 3, 8); " + CATEGORICAL_HINT]),
+    "non-numeric target": ("x,y\n1,2\n3,4\n5,abc\n", ["{p}:4 column 'y': not a number ('abc')"]),
     "infinite value": ("x,y\n1,2\ninf,4\n", ["{p}:3 column 'x': not a finite number (inf)"]),
     "absent target column": ("x,z\n1,2\n3,4\n",
                              ["{p}:1 target column 'y': not in the file (columns: x, z)"]),
     "duplicate column": ("x,x,y\n1,2,3\n4,5,6\n", ["{p}:1 column 'x': appears more than once"]),
     "several problems": ("x,y\n1,2\nabc,4\n5,\n7,8\n9,1e\n",
-                         ["{p}:3 column 'x': not a number ('abc')",
-                          "{p}:4 column 'y': missing value",
-                          "{p}:6 column 'y': not a number ('1e')"]),
+                         ["{p}:6 column 'y': not a number ('1e')",
+                          "{p}:3 column 'x': not a number ('abc'); " + CATEGORICAL_HINT]),
 }
 
 
@@ -85,14 +89,38 @@ def test_absent_feature_column(tmp_path):
         f"{csv}:1 feature column 'w': not in the file (columns: x, y)"]
 
 
-def test_many_problems_are_capped(tmp_path):
+def test_many_cells_are_one_problem_per_column_and_many_problems_are_counted(tmp_path):
     rows = "".join(f"bad{i},{i}\n" for i in range(15))
-    config, csv = regression_case(tmp_path, "x,y\n" + rows)
+    config, csv = regression_case(tmp_path, "x,y\n" + rows, columns={"x": "numeric"})
+    assert train_errors(config, tmp_path / "runs") == [
+        f"{csv}:2 column 'x': 15 cells are not numbers (e.g. 'bad0') (lines 2, 3, 4, ...); "
+        + CATEGORICAL_HINT]
+    names = [f"c{i}" for i in range(13)]
+    text = ",".join(names + ["y"]) + "\n" + "\n".join(
+        ",".join(["oops"] * 13 + [str(i)]) for i in range(3)) + "\n"
+    config, csv = regression_case(tmp_path, text, columns={n: "numeric" for n in names})
     problems = train_errors(config, tmp_path / "runs")
-    assert problems[:2] == [f"{csv}:2 column 'x': not a number ('bad0')",
-                            f"{csv}:3 column 'x': not a number ('bad1')"]
     assert len(problems) == 11
-    assert problems[-1].startswith(f"{csv}: ... and ")
+    assert problems[0].startswith(f"{csv}:2 column 'c0': 3 cells are not numbers")
+    assert problems[-1] == f"{csv}: ... and 3 more problems"
+
+
+def test_blank_cells_with_missing_error_name_the_setting_that_fills_them(tmp_path):
+    config, csv = regression_case(tmp_path, "x,y\n1,2\n,4\n3,4\n,5\n", missing="error")
+    assert train_errors(config, tmp_path / "runs") == [
+        f"{csv}:3 column 'x': 2 cells are blank (lines 3, 5); set data.missing to median, mean "
+        "or zero to fill them"]
+
+
+def test_rows_without_a_target_are_left_out_and_counted(tmp_path):
+    config, csv = regression_case(tmp_path, "x,y\n1,2\n3,\n5,6\n7,8\n,\n9,1\n")
+    result = invoke("train", config, "--runs-dir", tmp_path / "runs", "--quiet", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert f"warning: {csv}: 2 rows without a target value left out (lines 3, 6)" in \
+        result.stderr.splitlines()
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert summary["blank_targets"] == {str(csv): 2}
+    assert summary["rows"]["train"] == 4
 
 
 def test_ragged_first_row(tmp_path):
@@ -141,11 +169,13 @@ def classification_case(tmp_path: Path, rows, change=None) -> tuple[Path, Path]:
     return write_config(tmp_path / "cls.yaml", config), csv
 
 
-def test_missing_label(tmp_path):
+def test_a_row_without_a_label_is_left_out(tmp_path):
     rows = classification_rows(12)
     rows[4][-1] = ""
     config, csv = classification_case(tmp_path, rows)
-    assert train_errors(config, tmp_path / "runs") == [f"{csv}:6 column 'label': missing label"]
+    result = invoke("train", config, "--runs-dir", tmp_path / "runs", "--quiet")
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == f"warning: {csv}: 1 row without a target value left out (lines 6)\n"
 
 
 def test_binary_crossentropy_on_three_classes(tmp_path):
@@ -296,7 +326,8 @@ def test_a_bad_cell_deep_in_a_large_file_names_its_line(tmp_path):
                       "model: {layers: [{type: dense, units: 3, activation: softmax}]}\n"
                       "loss: categorical_crossentropy\n")
     assert train_errors(config, tmp_path / "runs") == [
-        f"{path}:{bad + 1} column 'a': not a number ('oops')"]
+        f"{path}:{bad + 1} column 'a': not a number ('oops'); "
+        + CATEGORICAL_HINT.replace("`x:", "`a:")]
 
 
 # ---- integer labels: encoded in one vectorized pass, as one label at a time would -----------
@@ -305,11 +336,11 @@ def test_a_bad_cell_deep_in_a_large_file_names_its_line(tmp_path):
 def test_label_encoding_is_the_same_whatever_the_column_type(tmp_path, dtype):
     frame = pd.DataFrame({"y": np.array([5, 0, 1, 1, 5], dtype=dtype)})
     prep = Preprocessing(task="classification", features=[], targets=["y"], classes=[0, 1, 5])
-    np.testing.assert_array_equal(prep.encode(frame, tmp_path / "f.csv", np.float32),
+    np.testing.assert_array_equal(prep.encode_targets(frame, tmp_path / "f.csv", np.float32),
                                   [2, 0, 1, 1, 2])
     frame.loc[3, "y"] = 7
     with pytest.raises(DataError) as error:
-        prep.encode(frame, tmp_path / "f.csv", np.float32)
+        prep.encode_targets(frame, tmp_path / "f.csv", np.float32)
     assert error.value.problems == [f"{tmp_path / 'f.csv'}:5 column 'y': label '7' was not seen "
                                     "in training (known: 0, 1, 5)"]
 
@@ -317,5 +348,5 @@ def test_label_encoding_is_the_same_whatever_the_column_type(tmp_path, dtype):
 def test_text_classes_take_the_label_by_label_path(tmp_path):
     frame = pd.DataFrame({"y": np.array([1, 0, 1])})
     prep = Preprocessing(task="binary", features=[], targets=["y"], classes=["0", "1"])
-    np.testing.assert_array_equal(prep.encode(frame, tmp_path / "f.csv", np.float32),
+    np.testing.assert_array_equal(prep.encode_targets(frame, tmp_path / "f.csv", np.float32),
                                   [[1.0], [0.0], [1.0]])

@@ -1,0 +1,301 @@
+"""Everything fitted on the training split that turns a CSV into model inputs and targets:
+the column encoders, the scaler and the class labels. It is stored in every checkpoint and
+serves train, eval, predict and export alike.
+
+The model's input array has the encoders' float columns in column order (numeric values and
+date parts scaled; indicators, binary and one-hot columns not), then one column of category
+codes per embedded column, which the model's embedding tables read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from ..errors import DataError
+from .columns import (
+    CATEGORICAL, IGNORE, NUMERIC, Categorical, Numeric, Report, column_from_dict,
+    column_to_dict,
+)
+from .problems import check_in_range, lines_of, limit
+
+SCALE_ROWS = 256  # rows scaled at a time: float64 temporaries small enough to stay in cache
+
+
+@dataclass
+class Dataset:
+    """Model-ready arrays: x (N, inputs) or (N, steps, features); y as the loss expects it
+    (class indices for classification, floats (N, outputs) otherwise), or None."""
+
+    x: np.ndarray
+    y: Optional[np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+@dataclass
+class Preprocessing:
+    """The fitted preprocessing of one model; `features` are the CSV columns it reads."""
+
+    task: str                       # classification | binary | regression
+    features: list[str]
+    targets: list[str]
+    classes: list[Any] = field(default_factory=list)  # sorted labels (classification, binary)
+    scale: str = "none"
+    offset: list[float] = field(default_factory=list)  # x' = (x - offset) / spread, per input
+    spread: list[float] = field(default_factory=list)
+    sequence: Optional[list[int]] = None              # [steps, features]
+    columns: list = field(default_factory=list)       # one encoder per feature, in order
+    ignored: dict[str, str] = field(default_factory=dict)  # column -> why it is not read
+    class_weights: Optional[list[float]] = None       # the loss's, per class (training counts)
+
+    def to_dict(self) -> dict:
+        data = {key: getattr(self, key) for key in (
+            "task", "features", "targets", "classes", "scale", "offset", "spread", "sequence",
+            "class_weights")}
+        data["columns"] = [column_to_dict(c) for c in self.columns]
+        data["ignored"] = dict(self.ignored)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Preprocessing":
+        """Raises KeyError, TypeError or ValueError when `data` is malformed."""
+        data = dict(data)
+        columns = data.pop("columns", None)
+        prep = cls(**data)
+        if columns is None:  # saved before column types existed: every feature numeric
+            prep.columns = [Numeric(name) for name in prep.features]
+        else:
+            prep.columns = [column_from_dict(c) for c in columns]
+        if [c.name for c in prep.columns] != prep.features:
+            raise ValueError("the columns do not match the features")
+        if len(prep.offset) != len(prep.spread) or \
+                (prep.scale != "none" and len(prep.offset) != len(prep.inputs)):
+            raise ValueError("the scaler does not match the inputs")
+        return prep
+
+    # ---- the inputs' layout ---------------------------------------------------------------
+
+    @property
+    def inputs(self) -> list[str]:
+        """Names of the float input columns (before the category codes of embeddings)."""
+        return [name for column in self.columns for name in column.outputs]
+
+    @property
+    def embedded(self) -> list[Categorical]:
+        return [c for c in self.columns if c.type == CATEGORICAL and c.encoding == "embedding"]
+
+    @property
+    def width(self) -> int:
+        """Columns of the input array: float inputs, then one code column per embedding."""
+        return len(self.inputs) + len(self.embedded)
+
+    @property
+    def embeddings(self) -> list[dict]:
+        """The embedding tables the model needs, in code-column order."""
+        return [{"column": c.name, "categories": c.size, "dim": c.dim, "l1": c.l1, "l2": c.l2}
+                for c in self.embedded]
+
+    @property
+    def n_outputs(self) -> int:
+        """Units the output layer must have."""
+        return len(self.classes) if self.task == "classification" else len(self.targets)
+
+    def plain(self, frame) -> bool:
+        """Whether every feature is a numeric column without blanks in `frame`, so the whole
+        input is one scaled block of the frame (the fast path)."""
+        from .reading import finite_columns
+
+        return (all(c.type == NUMERIC and not c.indicator for c in self.columns)
+                and finite_columns(frame, self.features) == self.features)
+
+    # ---- fitting and encoding -------------------------------------------------------------
+
+    def fit_inputs(self, frame, path: Path, dtype) -> tuple[np.ndarray, list[str]]:
+        """Fit the scaler on the training split while encoding it; return (x, notes)."""
+        self.offset, self.spread = [], []
+        if self.scale == "none":
+            return self.encode_inputs(frame, path, dtype)
+        if self.plain(frame):
+            self._fit_block(frame[self.features].to_numpy(dtype=np.float64))
+            return self.encode_inputs(frame, path, dtype)
+        return self._encode_columns(frame, path, dtype, fit=True)
+
+    def encode_inputs(self, frame, path: Path, dtype) -> tuple[np.ndarray, list[str]]:
+        """The input array of a frame that holds the feature columns, and notes about it
+        (values outside the training categories). Bad cells are data errors."""
+        if self.plain(frame):
+            return self._encode_block(frame, path, dtype), []
+        return self._encode_columns(frame, path, dtype, fit=False)
+
+    def _encode_block(self, frame, path: Path, dtype) -> np.ndarray:
+        """All-numeric, no blanks: scaled SCALE_ROWS rows at a time in float64 into one small
+        scratch block, then divided straight into the result in its dtype, so no temporary
+        grows with the data."""
+        # A view, no copy, when the features are one float64 block (as read_csv makes them).
+        values = frame[self.features].to_numpy(dtype=np.float64)
+        x = np.empty(values.shape, dtype=dtype)
+        offset, spread = np.asarray(self.offset), np.asarray(self.spread)
+        scratch = np.empty((min(SCALE_ROWS, len(x)), values.shape[1]))
+        finite = True
+        with np.errstate(over="ignore"):  # too large for the dtype: inf, named below
+            for start in range(0, len(x), SCALE_ROWS):
+                block, out = values[start:start + SCALE_ROWS], x[start:start + SCALE_ROWS]
+                if self.scale == "none":
+                    out[...] = block
+                else:
+                    centered = np.subtract(block, offset, out=scratch[:len(block)])
+                    np.divide(centered, spread, out=out, casting="same_kind")
+                finite = finite and bool(np.isfinite(out).all())  # while the block is in cache
+        if not finite:
+            check_in_range(x, frame, path, self.inputs)
+        return self._shaped(x)
+
+    def _fit_block(self, x: np.ndarray) -> None:
+        """Per-column statistics of the training split; constant columns get a spread of 1."""
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
+            if self.scale == "standard":
+                offset = x.mean(axis=0)
+                # A block of columns at a time: x.std makes a temporary as large as x.
+                spread = np.concatenate([x[:, c:c + 64].std(axis=0)
+                                         for c in range(0, x.shape[1], 64)])
+            else:
+                offset, spread = x.min(axis=0), x.max(axis=0) - x.min(axis=0)
+        self._set_scaler(offset, spread, self.inputs)
+
+    def _set_scaler(self, offset: np.ndarray, spread: np.ndarray, names: list[str]) -> None:
+        spread = np.where(spread > 0, spread, 1.0)
+        too_large = [n for n, o, s in zip(names, offset, spread)
+                     if not (np.isfinite(o) and np.isfinite(s))]
+        if too_large:
+            raise DataError([f"column {n!r}: values too large to scale ({self.scale} scaling "
+                             "overflows)" for n in too_large])
+        self.offset, self.spread = offset.tolist(), spread.tolist()
+
+    def _encode_columns(self, frame, path: Path, dtype, fit: bool) -> tuple[np.ndarray, list[str]]:
+        """A column at a time: each encoder's float columns are scaled in float64 and written
+        into the result; one-hot columns are set where their category is; embedded columns'
+        codes go last. With `fit`, the scaler's statistics are taken on the way."""
+        report = Report(path, frame)
+        n, inputs = len(frame), len(self.inputs)
+        x = np.zeros((n, self.width), dtype=dtype)
+        scaling = self.scale != "none"
+        j, code_column = 0, inputs
+        for column in self.columns:
+            encoded = column.encode(frame[column.name], report)
+            if column.type == CATEGORICAL:
+                if column.encoding == "embedding":
+                    x[:, code_column] = encoded
+                    code_column += 1
+                    continue
+                hit = encoded >= 0
+                x[np.flatnonzero(hit), j + encoded[hit]] = 1
+                if fit and scaling:
+                    self.offset += [0.0] * column.size
+                    self.spread += [1.0] * column.size
+                j += column.size
+                continue
+            for values, scaled in zip(encoded, column.scaled):
+                if fit and scaling:
+                    offset, spread = self._statistics(values) if scaled else (0.0, 1.0)
+                    self.offset.append(offset)
+                    self.spread.append(spread)
+                if scaling and scaled:
+                    with np.errstate(over="ignore", invalid="ignore"):
+                        values -= self.offset[j]
+                        values /= self.spread[j]
+                x[:, j] = values
+                j += 1
+        if report.problems:
+            raise DataError(limit(report.problems, path))
+        if fit and scaling:
+            self._set_scaler(np.array(self.offset), np.array(self.spread), self.inputs)
+        if not np.isfinite(x[:, :inputs]).all():
+            check_in_range(x[:, :inputs], frame, path, self.inputs)
+        return self._shaped(x), report.notes
+
+    def _statistics(self, values: np.ndarray) -> tuple[float, float]:
+        """One column's offset and spread (a constant column's spread is 1)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            if self.scale == "standard":
+                offset, spread = float(values.mean()), float(values.std())
+            else:
+                offset, spread = float(values.min()), float(values.max() - values.min())
+        return offset, spread if spread > 0 else 1.0
+
+    def _shaped(self, x: np.ndarray) -> np.ndarray:
+        return x.reshape(len(x), *self.sequence) if self.sequence else x
+
+    # ---- targets -----------------------------------------------------------------------
+
+    def encode_targets(self, frame, path: Path, dtype) -> np.ndarray:
+        """Targets as the loss expects them; unknown labels are data errors."""
+        if self.task == "regression" or (self.task == "binary" and self.classes == []):
+            values = frame[self.targets].to_numpy(dtype=np.float64)
+            with np.errstate(over="ignore"):  # too large for the dtype: inf, named below
+                y = np.ascontiguousarray(values, dtype=dtype)
+            check_in_range(y, frame, path, self.targets)
+            return y
+        column = self.targets[0]
+        codes = _integer_codes(frame[column].to_numpy(), self.classes)
+        if codes is None:  # labels that are not integers, or unknown ones: one at a time
+            index = {label_key(c): i for i, c in enumerate(self.classes)}
+            keys = [label_key(v) for v in frame[column].tolist()]
+            unknown = np.array([key not in index for key in keys])
+            if unknown.any():
+                lines = lines_of(frame, np.flatnonzero(unknown))
+                problems = [f"{path}:{line} column {column!r}: label {keys[row]!r} was not seen "
+                            f"in training (known: {', '.join(map(str, self.classes))})"
+                            for line, row in zip(lines, np.flatnonzero(unknown))]
+                raise DataError(limit(problems, path))
+            codes = np.fromiter((index[k] for k in keys), dtype=np.int64, count=len(keys))
+        if self.task == "binary":
+            return codes.astype(dtype).reshape(-1, 1)
+        return codes
+
+    def dataset(self, frame, path: Path, dtype, with_targets: bool = True
+                ) -> tuple[Dataset, list[str]]:
+        y = self.encode_targets(frame, path, dtype) if with_targets else None
+        x, notes = self.encode_inputs(frame, path, dtype)
+        return Dataset(x, y), notes
+
+    # ---- what the user sees ------------------------------------------------------------
+
+    def column_table(self) -> list[tuple[str, str, str]]:
+        """(column, type, detail) for every column read or ignored, in file order."""
+        rows = [(c.name, c.type + (" (embedding)" if c.type == CATEGORICAL and
+                                   c.encoding == "embedding" else ""), c.describe())
+                for c in self.columns]
+        rows += [(name, IGNORE, why) for name, why in self.ignored.items()]
+        return rows
+
+
+def _integer_codes(values: np.ndarray, classes: list[Any]) -> Optional[np.ndarray]:
+    """Class indices of an integer label column, found in one vectorized pass, when every
+    class is an integer and every label a known class; otherwise None."""
+    if values.dtype.kind not in "iu" or not all(type(c) is int for c in classes):
+        return None
+    known = np.array(classes, dtype=np.int64)  # sorted, as sorted_labels makes them
+    codes = np.minimum(np.searchsorted(known, values), len(known) - 1)
+    return codes if np.array_equal(known[codes], values) else None
+
+
+def label_key(value: Any) -> str:
+    """Labels compare as text, with integral floats as integers (1.0 and 1 are one class)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
+def sorted_labels(values) -> list[Any]:
+    """Distinct labels in sorted order, as plain Python values (numbers sort numerically)."""
+    distinct = {label_key(v): v for v in values}
+    labels = [v.item() if hasattr(v, "item") else v for v in distinct.values()]
+    labels = [int(v) if isinstance(v, float) and v.is_integer() else v for v in labels]
+    if all(isinstance(v, (int, float)) for v in labels):
+        return sorted(labels)
+    return sorted(labels, key=str)

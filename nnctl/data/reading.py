@@ -1,0 +1,219 @@
+"""Reading CSV files into DataFrames: pandas with the file's row numbers kept, large files parsed
+in chunks straight into their final arrays, and every problem named by file and line."""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from .problems import limit
+
+def read_csv(path: str | Path):
+    """Read a CSV with a header row into a DataFrame, or raise DataError naming the place."""
+    import pandas as pd  # deferred: pandas takes a while to import, and --help needs none of it
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            # "mixed types" in a column: check_numeric names the cells that are not numbers
+            warnings.simplefilter("ignore", pd.errors.DtypeWarning)
+            frame = _read_in_chunks(pd, path, CSV_OPTIONS)
+            if frame is None:
+                frame = pd.read_csv(path, **CSV_OPTIONS)
+        _return_free_memory()
+    except pd.errors.ParserWarning:
+        raise DataError(limit(_long_rows(path), path)) from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty (expected a header row and data rows)") from None
+    except pd.errors.ParserError as exc:
+        raise DataError(_parser_problem(path, str(exc))) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+    if len(frame) == 0:
+        raise DataError(f"{path}: no data rows after the header")
+    duplicated = [c for c in frame.columns if re.fullmatch(r".+\.\d+", str(c)) and
+                  str(c).rsplit(".", 1)[0] in frame.columns]
+    if duplicated:
+        raise DataError([f"{path}:1 column {c.rsplit('.', 1)[0]!r}: appears more than once"
+                         for c in duplicated])
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+# skip_blank_lines=False keeps DataFrame row i on CSV line i + 2, so errors can name it;
+# index_col=False stops pandas from silently turning a first column into the index when rows
+# have more fields than the header (it warns instead, made an error in read_csv).
+CSV_OPTIONS = {"skip_blank_lines": False, "index_col": False, "encoding": "utf-8"}
+CHUNK_ROWS = 8192  # rows parsed at a time from a large file
+FIRST_ROWS = 1024  # rows parsed first, alone, to learn the columns' dtypes
+
+
+def _read_in_chunks(pd, path: Path, options: dict):
+    """pandas.read_csv(path, **options) for a large file, parsed CHUNK_ROWS rows at a time
+    straight into one array per NumPy dtype (each column contiguous, as in a DataFrame), so
+    the data is held about once while it is read: pandas.read_csv alone peaks near three
+    times it. After the first FIRST_ROWS rows, two threads parse the two halves of the rest
+    (pandas' tokenizer runs without the GIL), as pandas.read_csv itself does on two cores.
+
+    Returns None, leaving the file to a single read_csv call, when anything is out of the
+    ordinary: a small file, quote characters (a quoted line break would shift the halves), a
+    parse problem (that call names it), or a column whose dtype differs between chunks."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            scan = pool.submit(_row_starts, path)  # while the first rows tell the dtypes
+            first = pd.read_csv(path, nrows=FIRST_ROWS, **options)
+            layout = scan.result()
+            if layout is None or layout[0] <= 2 * CHUNK_ROWS:
+                return None
+            rows, starts = layout
+            columns, dtypes = list(first.columns), first.dtypes
+            groups: dict[np.dtype, list[str]] = {}  # the numeric columns, by dtype
+            for name, dtype in dtypes.items():
+                if isinstance(dtype, np.dtype) and dtype.kind in "biuf":
+                    groups.setdefault(dtype, []).append(name)
+            blocks = {dtype: np.empty((rows, len(names)), dtype=dtype, order="F")
+                      for dtype, names in groups.items()}
+            place = {name: (blocks[dtype], j) for dtype, names in groups.items()
+                     for j, name in enumerate(names)}  # a numeric column's block and index
+            others = [name for name in columns if name not in place]
+
+            def fill(chunk, row: int):
+                """Copy a chunk's numeric columns into its rows; return its other columns."""
+                if not chunk.dtypes.equals(dtypes):
+                    raise ValueError("a column's dtype differs between chunks")
+                for name, column in chunk.items():
+                    if name in place:
+                        block, j = place[name]
+                        block[row:row + len(chunk), j] = column.to_numpy()
+                return chunk[others]
+
+            def read_rows(start: int, stop: int) -> list:
+                """Parse rows [start, stop) into the blocks; return the other columns."""
+                row, pieces = start, []
+                with pd.read_csv(_Span(path, starts[start], starts[stop]), header=None,
+                                 names=columns, chunksize=CHUNK_ROWS, **options) as reader:
+                    for chunk in reader:
+                        pieces.append(fill(chunk, row))
+                        row += len(chunk)
+                if row != stop:
+                    raise ValueError("the rows do not match the lines")
+                return pieces
+
+            # a multiple of FIRST_ROWS in (FIRST_ROWS, rows), near the middle
+            middle = max(2, (rows // FIRST_ROWS + 1) // 2) * FIRST_ROWS
+            halves = list(pool.map(read_rows, [FIRST_ROWS, middle], [middle, rows]))
+        pieces = [fill(first, 0)] + halves[0] + halves[1]
+    except Exception:
+        return None
+    # DataFrames over the blocks share their memory; so do concat and the reordering.
+    parts = [pd.DataFrame(blocks[dtype], columns=names, copy=False)
+             for dtype, names in groups.items()]
+    if others:
+        parts.append(pd.concat(pieces, ignore_index=True))
+    return pd.concat(parts, axis=1)[columns]
+
+
+class _Span(io.RawIOBase):
+    """Bytes [start, stop) of a file, read as a file."""
+
+    def __init__(self, path: Path, start: int, stop: int):
+        self._file = open(path, "rb")
+        self._file.seek(start)
+        self._left = stop - start
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self._file.readinto(memoryview(buffer)[:self._left]) if self._left > 0 else 0
+        self._left -= n
+        return n
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def _row_starts(path: Path):
+    """(number of data rows, {row: byte offset where it starts} for rows 0, FIRST_ROWS,
+    2 FIRST_ROWS, ... and for the row count: the file's size), or None if the file holds a
+    quote character."""
+    starts, newlines, size, last = {}, 0, 0, b"\n"
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            if b'"' in block:
+                return None
+            ends = np.flatnonzero(np.frombuffer(block, np.uint8) == ord("\n"))
+            # line break j ends line j (the header is line 0), so data row j starts after it
+            for k in range(-newlines % FIRST_ROWS, len(ends), FIRST_ROWS):
+                starts[newlines + k] = size + int(ends[k]) + 1
+            newlines += len(ends)
+            size += len(block)
+            last = block[-1:]
+    rows = newlines + (last != b"\n") - 1  # a last line without a line break counts too
+    starts[rows] = size
+    return rows, starts
+
+
+def _return_free_memory() -> None:
+    """Give the C heap's free pages back to the system. After parsing, glibc keeps the
+    parser's freed buffers and column arrays (about two chunks' worth, or more after a
+    single read) for a reuse that does not come; the scaling that follows needs the memory."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to trim
+
+
+def _long_rows(path: Path) -> list[str]:
+    """The rows with more fields than the header (pandas only says that there are some)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = csv.reader(f)
+        width = len(next(rows))
+        return [f"{path}:{rows.line_num}: the row has {len(row)} fields, the header has {width}"
+                for row in rows if len(row) > width]
+
+
+def _parser_problem(path: Path, message: str) -> str:
+    found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
+    if found:
+        expected, line, saw = found.groups()
+        return f"{path}:{line}: the row has {saw} fields, the header has {expected}"
+    return f"{path}: not a readable CSV file ({message.strip().splitlines()[-1]})"
+
+
+def require_columns(frame, path: Path, columns: list[str], role: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        available = ", ".join(frame.columns[:20]) + (" ..." if len(frame.columns) > 20 else "")
+        raise DataError([f"{path}:1 {role} column {c!r}: not in the file (columns: {available})"
+                         for c in missing])
+
+
+def finite_columns(frame, columns: list[str]) -> list[str]:
+    """Those of `columns` known to hold only finite numbers: integer columns, and float
+    columns found finite in one vectorized pass (a column at a time costs far more)."""
+    dtypes = frame.dtypes.to_dict()
+    kinds = {c: dtypes[c].kind if isinstance(dtypes[c], np.dtype) else None for c in columns}
+    floats = [c for c in columns if kinds[c] == "f"]
+    finite = {c for c in columns if kinds[c] in ("i", "u")}
+    if floats:
+        ok = np.isfinite(frame[floats].to_numpy()).all(axis=0)
+        finite.update(c for c, good in zip(floats, ok) if good)
+    return [c for c in columns if c in finite]
