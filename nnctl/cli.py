@@ -140,7 +140,7 @@ def eval_(
 def format_eval(result: dict) -> str:
     lines = [f"{result['data']}: {result['rows']} rows, checkpoint {result['checkpoint']}",
              f"loss      {result['loss']:.4f}"]
-    for key in ("accuracy", "mse", "rmse", "mae", "r2"):
+    for key in ("accuracy", "balanced_accuracy", "mse", "rmse", "mae", "r2"):
         if key in result:
             lines.append(f"{key:<9} {result[key]:.4f}")
     if "classes" in result:
@@ -150,6 +150,10 @@ def format_eval(result: dict) -> str:
         for label, row in result["classes"].items():
             lines.append(f"{label:<{width}}  {row['precision']:9.3f}  {row['recall']:6.3f}  "
                          f"{row['f1']:5.3f}  {row['support']:7d}")
+        if "macro" in result:
+            macro = result["macro"]
+            lines.append(f"{'macro avg':<{width}}  {macro['precision']:9.3f}  "
+                         f"{macro['recall']:6.3f}  {macro['f1']:5.3f}")
         lines.append("")
         lines.append("confusion matrix (rows: true class, columns: predicted)")
         labels = result["labels"]
@@ -186,6 +190,30 @@ def predict(
         sys.stdout.write(text)
     else:
         atomic_write(output, lambda f: f.write(text.encode("utf-8")))
+
+
+@app.command()
+@user_errors
+def init(
+    data: Path = typer.Argument(..., help="The CSV file to train on."),
+    target: str = typer.Option(..., "--target", "-t", help="The column to predict."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the config here (default: stdout); an existing file is not overwritten."),
+):
+    """Print a commented starter config for DATA: the task read from the target column, the
+    detected column types, a network, loss and training section that fit. It is valid as
+    printed: `nnctl init d.csv --target y > d.yaml && nnctl train d.yaml`."""
+    from .starter import starter_config
+
+    if output is not None and output.exists():
+        fail([f"{output}: already exists; choose another file or remove it"])
+    text = starter_config(data, target, output.parent if output is not None else Path("."))
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        from .checkpoint import atomic_write
+
+        atomic_write(output, lambda f: f.write(text.encode("utf-8")))
+        typer.echo(str(output))
 
 
 @app.command()

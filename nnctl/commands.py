@@ -25,6 +25,7 @@ from .checkpoint import load_weights_file, remove_temp_files
 from .config import Config, load_config, monitor_mode
 from .data import Preprocessing, TrainingData, load_for_eval, load_for_predict, load_training_data
 from .errors import CheckpointError, UserError
+from .listing import column_table
 from .progress import choose
 from .runs import (
     RNG_KEYS, Run, command_line, create_run_dir, epoch_checkpoints, open_run, read_checkpoint,
@@ -98,7 +99,7 @@ def train(config: Config, runs_dir: Path, quiet: bool = False,
     run = Run(run_dir, session.data.preprocessing.to_dict(), config.training.checkpoint.keep_last)
     run.write_config(config.to_yaml())
     run.log(f"started: {command_line()}")
-    table = column_table(session.data.preprocessing)
+    table = column_table(session.data.preprocessing.column_table())
     run.log("columns:\n" + table)
     if not quiet:
         print(table, file=sys.stderr)
@@ -273,23 +274,6 @@ def warn(notes: list[str], run: Optional[Run] = None) -> None:
             run.log(f"warning: {note}")
 
 
-def column_table(prep: Preprocessing) -> str:
-    """The column decisions as a table that fits the terminal."""
-    from .listing import format_table
-
-    rows = prep.column_table()
-    return fit_width(format_table(["column", "type", "detail"], [list(r) for r in rows], set()))
-
-
-def fit_width(table: str) -> str:
-    """Lines cut at the terminal's width (a table wider than the terminal wraps unreadably)."""
-    import shutil
-
-    width = shutil.get_terminal_size((100, 24)).columns
-    return "\n".join(line if len(line) <= width else line[:width - 3] + "..."
-                     for line in table.splitlines())
-
-
 # ---- using a finished run -------------------------------------------------------------------
 
 @dataclass
@@ -352,8 +336,10 @@ def evaluate_run(run_dir: Path, data_path: Optional[Path], which: str = "best") 
 
 
 def report(task: str, prep: Preprocessing, out: np.ndarray, y: np.ndarray) -> dict:
-    """Classification: per-class precision/recall/F1 and the confusion matrix; regression:
-    MSE, RMSE, MAE and R^2 (per target and averaged)."""
+    """Classification: per-class precision/recall/F1, their unweighted mean over the classes
+    that occur in y or in the predictions ("macro", scikit-learn's average="macro" with
+    zero_division=0), the balanced accuracy (mean recall over the classes present in y) and the
+    confusion matrix; regression: MSE, RMSE, MAE and R^2 (per target and averaged)."""
     if task == "regression":
         diff = out.astype(np.float64) - y
         mse = (diff ** 2).mean(axis=0)
@@ -382,8 +368,14 @@ def report(task: str, prep: Preprocessing, out: np.ndarray, y: np.ndarray) -> di
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         classes[str(label)] = {"precision": float(precision), "recall": float(recall),
                                "f1": float(f1), "support": int(confusion[i, :].sum())}
-    return {"classes": classes, "labels": [str(c) for c in prep.classes],
-            "confusion_matrix": confusion.tolist()}
+    rows = list(classes.values())
+    in_y = confusion.sum(axis=1) > 0
+    seen = in_y | (confusion.sum(axis=0) > 0)  # a class in neither has nothing to average
+    macro = {m: float(np.mean([r[m] for r, s in zip(rows, seen) if s])) if seen.any() else 0.0
+             for m in ("precision", "recall", "f1")}
+    balanced = float(np.mean([r["recall"] for r, s in zip(rows, in_y) if s])) if in_y.any() else 0.0
+    return {"classes": classes, "macro": macro, "balanced_accuracy": balanced,
+            "labels": [str(c) for c in prep.classes], "confusion_matrix": confusion.tolist()}
 
 
 def predict(run_dir: Path, input_path: Path, which: str = "best", keep: list[str] = ()):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -160,6 +161,31 @@ def format_table(headers: list[str], rows: list[list[str]], right: set[int] = fr
     return "\n".join([line(headers)] + [line(r) for r in rows])
 
 
+def column_table(rows: list[tuple[str, str, str]]) -> str:
+    """The column decisions (column, type, detail) as a table cut to the terminal's width:
+    a table wider than the terminal wraps unreadably."""
+    width = shutil.get_terminal_size((100, 24)).columns
+    table = format_table(["column", "type", "detail"], [list(r) for r in rows])
+    return "\n".join(line if len(line) <= width else line[:width - 3] + "..."
+                     for line in table.splitlines())
+
+
+def run_columns(run_dir: Path) -> Optional[str]:
+    """The column table of a run, from its last checkpoint (None before the first one)."""
+    from .checkpoint import read_json
+    from .data import Preprocessing
+    from .errors import CheckpointError
+
+    path = run_dir / "checkpoints" / "last.json"
+    if not path.is_file():
+        return None
+    try:
+        prep = Preprocessing.from_dict(read_json(path)["preprocessing"])
+    except (CheckpointError, KeyError, TypeError, ValueError, AttributeError):
+        return f"{path}: no readable preprocessing section"
+    return column_table(prep.column_table())
+
+
 def format_seconds(seconds: Optional[float]) -> str:
     if seconds is None:
         return ""
@@ -274,6 +300,17 @@ def show_run(run_dir: Path, last: int = 5) -> str:
             lines.append(f"final      epoch {final.get('epoch')}: {_metrics_line(final)}")
         if summary.get("test"):
             lines.append(f"test       {_metrics_line(summary['test'])}")
+        if summary.get("rows"):
+            rows = summary["rows"]
+            left_out = sum((summary.get("blank_targets") or {}).values())
+            lines.append("rows       " + ", ".join(f"{rows[k]} {k}" for k in rows if rows[k])
+                         + (f" ({left_out} without a target left out)" if left_out else ""))
+        if summary.get("class_weight"):
+            lines.append("weights    " + ", ".join(
+                f"{label} {weight:.4g}" for label, weight in summary["class_weight"].items()))
+    columns = run_columns(run_dir)
+    if columns:
+        lines += ["", "columns", *("  " + line for line in columns.splitlines())]
     lines += ["", "config.yaml"]
     text = (run_dir / "config.yaml").read_text(encoding="utf-8")
     lines += ["  " + line for line in text.rstrip("\n").splitlines()]

@@ -311,7 +311,7 @@ class Datetime:
             values = (stamps - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
         else:
             values = getattr(dt, {"day_of_year": "dayofyear"}.get(name, name))
-        return values.to_numpy(dtype=np.float64, na_value=np.nan)
+        return values.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
 
     def fit(self, values, report: Report, indicators: bool) -> None:
         stamps = self.parse(values, report)
