@@ -226,17 +226,24 @@ class ColumnSpec(Strict):
 
     @model_validator(mode="after")
     def _encoding_needs_categorical(self):
-        if self.type != "categorical":
-            given = [key for key in ("encoding", "dim", "max_categories", "min_frequency",
-                                     "l1", "l2") if key in self.model_fields_set]
-            if given:
-                raise ValueError(f"{', '.join(given)}: only for categorical columns "
-                                 f"(this one is {self.type})")
-        elif self.encoding != "embedding":
-            given = [key for key in ("dim", "l1", "l2") if key in self.model_fields_set]
-            if given:
-                raise ValueError(f"{', '.join(given)}: only with encoding: embedding")
+        # Judged by value, not by the keys given: a resolved config.yaml lists every default.
+        given = [key for key, default in (("encoding", "one_hot"), ("dim", None),
+                                          ("max_categories", None), ("min_frequency", None),
+                                          ("l1", 0.0), ("l2", 0.0))
+                 if getattr(self, key) != default]
+        if self.type != "categorical" and given:
+            raise ValueError(f"{', '.join(given)}: only for categorical columns "
+                             f"(this one is {self.type})")
+        embedding_only = [key for key in given if key in ("dim", "l1", "l2")]
+        if self.type == "categorical" and self.encoding != "embedding" and embedding_only:
+            raise ValueError(f"{', '.join(embedding_only)}: only with encoding: embedding")
         return self
+
+    def compact(self) -> Union[str, dict]:
+        """The shortest form that reads back the same: `categorical` or the non-defaults."""
+        data = self.model_dump(exclude_defaults=True)
+        data["type"] = self.type
+        return self.type if len(data) == 1 else data
 
 
 class DataSpec(Strict):
@@ -308,7 +315,10 @@ class Config(Strict):
                 "binary_crossentropy": "binary"}.get(self.loss, "regression")
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+        data = self.model_dump(mode="json")
+        data["data"]["columns"] = {name: spec.compact()
+                                   for name, spec in self.data.columns.items()}
+        return yaml.safe_dump(data, sort_keys=False)
 
 
 def label_text(value: Any) -> str:

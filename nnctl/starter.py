@@ -128,5 +128,5 @@ def _quote(text: str) -> str:
 
     import yaml
 
-    plain = re.fullmatch(r"[A-Za-z_][A-Za-z0-9_./-]*", text) and yaml.safe_load(text) == text
+    plain = re.fullmatch(r"[A-Za-z0-9_./][A-Za-z0-9_./-]*", text) and yaml.safe_load(text) == text
     return text if plain else json.dumps(text)  # 'yes', 'null', 'a: b' ... stay text
