@@ -187,13 +187,14 @@ class Numeric:
         return [True] + [False] * self.indicator
 
     def describe(self) -> str:
-        text = f"blank -> {self.statistic} {self.fill:.4g}" if self.statistic != "zero" \
-            else "blank -> 0"
         if self.statistic == "error":
-            text = "no blanks allowed"
-        if self.blanks:
-            text += f"; {self.blanks} blank" + (" + indicator" if self.indicator else "")
-        return text
+            return "no blanks allowed"
+        return f"fill {self.statistic} {self.fill:.4g}" + _blanks(self.blanks, self.indicator)
+
+
+def _blanks(count: int, indicator: bool) -> str:
+    """How many blanks training had, and whether they got an indicator input."""
+    return f" ({count} blank)" * bool(count) + " + indicator" * indicator
 
 
 @dataclass
@@ -260,8 +261,7 @@ class Binary:
     def describe(self) -> str:
         text = f"{self.negative} = 0, {self.positive} = 1"
         if self.blanks:
-            text += f"; {self.blanks} blank -> {self.fill:.3g}" + \
-                (" + indicator" if self.indicator else "")
+            text += f"; fill {self.fill:.3g}" + _blanks(self.blanks, self.indicator)
         return text
 
 
@@ -348,7 +348,7 @@ class Datetime:
     def describe(self) -> str:
         text = ", ".join(self.parts) if self.parts else "no part varies: nothing to learn from"
         if self.blanks:
-            text += f"; {self.blanks} blank -> medians" + (" + indicator" if self.indicator else "")
+            text += "; fill medians" + _blanks(self.blanks, self.indicator)
         return text
 
 
@@ -435,7 +435,7 @@ class Categorical:
         if self.folded:
             text += f" + other ({self.folded} folded)"
         if self.encoding == "embedding":
-            text += f"; embedding {self.size} x {self.dim}"
+            text = f"embedding {self.size} x {self.dim}; {text}"
         return text
 
 

@@ -267,9 +267,7 @@ class Preprocessing:
 
     def column_table(self) -> list[tuple[str, str, str]]:
         """(column, type, detail) for every column read or ignored, in file order."""
-        rows = [(c.name, c.type + (" (embedding)" if c.type == CATEGORICAL and
-                                   c.encoding == "embedding" else ""), c.describe())
-                for c in self.columns]
+        rows = [(c.name, c.type, c.describe()) for c in self.columns]
         rows += [(name, IGNORE, why) for name, why in self.ignored.items()]
         return rows
 
