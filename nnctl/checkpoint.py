@@ -200,9 +200,15 @@ def verify(arrays: dict[str, np.ndarray], meta: dict, npz_path: Path, json_path:
         raise CheckpointError(problems)
 
 
+def model_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The model's weights among a checkpoint's arrays: `layers.*` and `inputs.*` (embedding
+    tables), without the optimizer state."""
+    return {name: a for name, a in arrays.items() if name.startswith(("layers.", "inputs."))}
+
+
 def load_weights_file(path: Path) -> dict[str, np.ndarray]:
     """Weights for --init-weights: a checkpoint npz (verified against its json when there is
-    one) or a plain npz of `layers.<i>.<param>` arrays."""
+    one) or a plain npz of `layers.<i>.<param>` (and `inputs.<column>.E`) arrays."""
     path = Path(path)
     if path.suffix == ".npz" and path.with_suffix(".json").is_file():
         arrays, _ = load_checkpoint(path.parent, path.stem)
@@ -213,4 +219,4 @@ def load_weights_file(path: Path) -> dict[str, np.ndarray]:
                if a.dtype.kind == "f" and not np.isfinite(a).all()]
         if bad:
             raise CheckpointError(bad)
-    return {name: a for name, a in arrays.items() if name.startswith("layers.")}
+    return model_arrays(arrays)

@@ -1,4 +1,5 @@
-"""Sequential model: a stack of layers with named parameters and a strict state dict."""
+"""Sequential model: a stack of layers, optionally behind an embedding input block, with named
+parameters and a strict state dict."""
 
 from __future__ import annotations
 
@@ -6,45 +7,71 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .layers import LAYERS, Dropout, Layer, Param
+from .layers import LAYERS, Dropout, Embedding, EmbeddingInputs, Layer, Param
 
 
 class Sequential:
     """Layers applied in order. Parameters are named `layers.<i>.<param>`, with `i` the layer's
-    index in the list (layers without parameters, like dropout, keep their index)."""
+    index in the list (layers without parameters, like dropout, keep their index).
 
-    def __init__(self, layers: Iterable[Layer]):
+    An optional input block (`inputs`, embedding tables for categorical columns) runs before the
+    layers; its parameters come first, named `inputs.<column>.E`.
+    """
+
+    def __init__(self, layers: Iterable[Layer], inputs: EmbeddingInputs | None = None):
         self.layers = list(layers)
+        self.inputs = inputs
 
     @classmethod
     def from_specs(cls, specs: Iterable[dict[str, Any]], input_shape: tuple[int, ...],
-                   rng: np.random.Generator, dtype: np.dtype = np.float32) -> "Sequential":
-        """Build from layer specs such as {"type": "dense", "units": 3, "activation": "softmax"}."""
+                   rng: np.random.Generator, dtype: np.dtype = np.float32,
+                   embeddings: Iterable[dict[str, Any]] = ()) -> "Sequential":
+        """Build from layer specs such as {"type": "dense", "units": 3, "activation": "softmax"},
+        and embedding specs such as {"column": "city", "categories": 12, "dim": 6, "l1": 0.0,
+        "l2": 0.0}, one per code column in their order. With embeddings, `input_shape` is
+        (F + K,): F dense features, then K code columns."""
         layers = []
         for spec in specs:
             kwargs = dict(spec)
             layers.append(LAYERS[kwargs.pop("type")](**kwargs))
-        return cls(layers).build(input_shape, rng, dtype)
+        tables = {}
+        for spec in embeddings:
+            kwargs = dict(spec)
+            column = kwargs.pop("column")
+            if column in tables:
+                raise ValueError(f"two embeddings for the column {column!r}")
+            tables[column] = Embedding(**kwargs)
+        inputs = EmbeddingInputs(tables) if tables else None
+        return cls(layers, inputs).build(input_shape, rng, dtype)
 
     def build(self, input_shape: tuple[int, ...], rng: np.random.Generator,
               dtype: np.dtype = np.float32) -> "Sequential":
         self.dtype = np.dtype(dtype)
         self.input_shape = tuple(input_shape)
         shape = self.input_shape
+        self._params = {}
+        if self.inputs is not None:  # built first: its draws come before the layers'
+            shape = self.inputs.build(shape, rng, self.dtype)
+            self._params.update(
+                (f"inputs.{name}", param) for name, param in self.inputs.parameters().items())
         for layer in self.layers:
             shape = layer.build(shape, rng, self.dtype)
         self.output_shape = shape
-        self._params = {
-            f"layers.{i}.{name}": param
+        self._params.update(
+            (f"layers.{i}.{name}", param)
             for i, layer in enumerate(self.layers)
             for name, param in layer.parameters().items()
-        }
+        )
         pack(list(self._params.values()))
         # Only the first layer that has parameters needs no input gradient: nothing before it
-        # is trainable.
-        self._first_trainable = next(
-            (i for i, layer in enumerate(self.layers) if layer.parameters()), len(self.layers)
-        )
+        # is trainable. Trainable inputs (-1) need every layer's.
+        if self.inputs is not None and self.inputs.parameters():
+            self._first_trainable = -1
+        else:
+            self._first_trainable = next(
+                (i for i, layer in enumerate(self.layers) if layer.parameters()),
+                len(self.layers)
+            )
         return self
 
     def use_dropout_rng(self, rng: np.random.Generator) -> None:
@@ -61,7 +88,10 @@ class Sequential:
         return getattr(activation, "name", None)
 
     def forward(self, x: np.ndarray, training: bool = False, logits: bool = False) -> np.ndarray:
-        """Run the layers; with `logits`, the last layer stops before its activation."""
+        """Run the input block and the layers; with `logits`, the last layer stops before its
+        activation."""
+        if self.inputs is not None:
+            x = self.inputs.forward(x, training)
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             if logits and i == last:
@@ -73,8 +103,10 @@ class Sequential:
     def backward(self, grad: np.ndarray) -> None:
         """Backpropagate dL/d(output) (or dL/d(logits) after `forward(logits=True)`), leaving
         every parameter's gradient in its `grad`."""
-        for i in range(len(self.layers) - 1, self._first_trainable - 1, -1):
+        for i in range(len(self.layers) - 1, max(self._first_trainable, 0) - 1, -1):
             grad = self.layers[i].backward(grad, input_grad=i > self._first_trainable)
+        if self._first_trainable < 0:
+            self.inputs.backward(grad, input_grad=False)
 
     def predict(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Forward in evaluation mode, in batches to bound memory."""
@@ -88,8 +120,9 @@ class Sequential:
         return self._params
 
     def penalty(self) -> float:
-        """Sum of the layers' L1/L2 terms."""
-        return sum(layer.penalty() for layer in self.layers)
+        """Sum of the L1/L2 terms of the layers and the input block."""
+        total = sum(layer.penalty() for layer in self.layers)
+        return total + self.inputs.penalty() if self.inputs is not None else total
 
     def state_dict(self) -> dict[str, np.ndarray]:
         return {name: p.value.copy() for name, p in self._params.items()}

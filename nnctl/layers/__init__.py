@@ -1,8 +1,12 @@
-"""Layer registry: the config's `type` tag -> layer class."""
+"""Layer registry: the config's `type` tag -> layer class.
+
+Embeddings are not in it: they are configured per data column, not as `model.layers` entries.
+"""
 
 from .base import Layer, Param
 from .dense import Dense
 from .dropout import Dropout
+from .embedding import Embedding, EmbeddingInputs
 from .rnn import RNN
 
 LAYERS: dict[str, type[Layer]] = {
@@ -11,4 +15,5 @@ LAYERS: dict[str, type[Layer]] = {
     "rnn": RNN,
 }
 
-__all__ = ["LAYERS", "Layer", "Param", "Dense", "Dropout", "RNN"]
+__all__ = ["LAYERS", "Layer", "Param", "Dense", "Dropout", "RNN", "Embedding",
+           "EmbeddingInputs"]
