@@ -7,8 +7,8 @@ from typing import Optional
 
 import numpy as np
 
-from .config import Config, DenseSpec, PlateauSchedule, monitor_mode, source_of
-from .data import Preprocessing, label_key
+from .config import Config, DenseSpec, PlateauSchedule, label_text, monitor_mode, source_of
+from .data import Preprocessing
 from .errors import ConfigError
 from .losses import Loss, get_loss
 from .model import Sequential
@@ -71,7 +71,7 @@ def check_against_data(config: Config, prep: Preprocessing) -> None:
                 "training.class_weight", "needs one class label target and the loss "
                 "categorical_crossentropy or binary_crossentropy"))
         elif isinstance(weights, dict):
-            known = {label_key(c) for c in prep.classes}
+            known = {label_text(c) for c in prep.classes}
             problems += [source.problem(
                 f"training.class_weight.{label}",
                 f"no class {label!r} in {prep.targets[0]!r} (classes: "
@@ -97,7 +97,7 @@ def class_weights(config: Config, prep: Preprocessing, counts: list[int]) -> Opt
     if spec == "balanced":
         n, k = sum(counts), len(counts)
         return [n / (k * c) if c else 1.0 for c in counts]
-    return [spec.get(label_key(c), 1.0) for c in prep.classes]
+    return [spec.get(label_text(c), 1.0) for c in prep.classes]
 
 
 def build_loss(config: Config, weights: Optional[list[float]]) -> Loss:

@@ -21,7 +21,7 @@ from .build import (
     build_early_stopping, build_loss, build_model, build_optimizer, build_schedule,
     check_against_data, check_columns, class_weights, rng_streams,
 )
-from .checkpoint import load_weights_file, remove_temp_files
+from .checkpoint import load_weights_file, model_arrays, remove_temp_files
 from .config import Config, load_config, monitor_mode
 from .data import Preprocessing, TrainingData, load_for_eval, load_for_predict, load_training_data
 from .errors import CheckpointError, UserError
@@ -34,7 +34,6 @@ from .runs import (
 from .train import Diverged, Trainer, evaluate
 from . import threads
 
-MODEL_ARRAYS = ("layers.", "inputs.")  # the model's weights among a checkpoint's arrays
 EXIT_DIVERGED = 3
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -135,7 +134,7 @@ def _restore(session: Session, run: Run, arrays: dict, meta: dict) -> None:
         raise CheckpointError(f"{run.checkpoints / 'last.json'}: the training data no longer "
                               "matches the run (columns, classes or scaling changed)")
     try:
-        trainer.model.load_state_dict({k: v for k, v in arrays.items() if k.startswith(MODEL_ARRAYS)})
+        trainer.model.load_state_dict(model_arrays(arrays))
         trainer.optimizer.load_state_dict(
             {k.removeprefix("optimizer."): v for k, v in arrays.items() if k.startswith("optimizer.")})
         state = dict(meta["trainer"])
@@ -162,7 +161,7 @@ def _weights_of_epoch(run: Run, epoch: int) -> Optional[dict]:
         except CheckpointError:
             continue
         if meta.get("epoch") == epoch and meta.get("batch") == 0:
-            return {k: v for k, v in arrays.items() if k.startswith(MODEL_ARRAYS)}
+            return model_arrays(arrays)
     run.log(f"note: the weights of epoch {epoch} are no longer kept; restore_best will keep "
             "the final weights")
     return None
@@ -253,7 +252,7 @@ def _test_metrics(session: Session, run: Run) -> dict:
     trainer = session.trainer
     try:
         arrays, _ = read_checkpoint(run.path, "best")
-        trainer.model.load_state_dict({k: v for k, v in arrays.items() if k.startswith(MODEL_ARRAYS)})
+        trainer.model.load_state_dict(model_arrays(arrays))
     except CheckpointError:
         pass
     return evaluate(trainer.model, trainer.loss, session.data.test, trainer.task)
@@ -297,7 +296,7 @@ def load_run(run_dir: Path, which: str = "best") -> Loaded:
                               "section") from None
     model = build_model(config, prep, np.random.default_rng(0))
     try:
-        model.load_state_dict({k: v for k, v in arrays.items() if k.startswith(MODEL_ARRAYS)})
+        model.load_state_dict(model_arrays(arrays))
     except ValueError as exc:
         raise CheckpointError(f"{run_dir / 'checkpoints' / which}.npz: does not fit the "
                               f"run's config: {exc}") from None

@@ -7,12 +7,12 @@ file are listed together (up to a limit)."""
 
 from .columns import detect_type, embedding_dim
 from .loading import TrainingData, load_for_eval, load_for_predict, load_training_data
-from .preprocessing import Dataset, Preprocessing, label_key
+from .preprocessing import Dataset, Preprocessing
 from .reading import CHUNK_ROWS, CSV_OPTIONS, read_csv
 from .splits import batches, split_indices
 
 __all__ = [
     "CHUNK_ROWS", "CSV_OPTIONS", "Dataset", "Preprocessing", "TrainingData", "batches",
-    "detect_type", "embedding_dim", "label_key", "load_for_eval", "load_for_predict",
+    "detect_type", "embedding_dim", "load_for_eval", "load_for_predict",
     "load_training_data", "read_csv", "split_indices",
 ]

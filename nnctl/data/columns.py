@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Optional
 
 import numpy as np
 
+from ..config import label_text
 from .problems import cells, lines_of
 
 NUMERIC, CATEGORICAL, BINARY, DATETIME, IGNORE = (
@@ -105,6 +106,8 @@ def as_text(values):
     written as integers (1.0 and 1 are one category)."""
     from pandas.api.types import is_bool_dtype, is_float_dtype, is_numeric_dtype
 
+    if values.dtype == object:  # Python objects, not always text
+        return values.map(label_text, na_action="ignore")
     if not (is_numeric_dtype(values.dtype) or is_bool_dtype(values.dtype)):
         return values
     blank = values.isna()
@@ -130,7 +133,8 @@ class Numeric:
 
     type: ClassVar[str] = NUMERIC
 
-    def fit(self, values, report: Report, indicators: bool) -> None:
+    def fit(self, values, report: Report, indicators: bool) -> list[np.ndarray]:
+        """Fit on the training split; return its encoding (as `encode` would)."""
         numbers = self.numbers(values, report)
         blank = np.isnan(numbers)
         self.blanks = int(blank.sum())
@@ -142,6 +146,7 @@ class Numeric:
         else:
             self.fill = 0.0
         self.indicator = indicators and self.blanks > 0
+        return self._filled(numbers)
 
     def numbers(self, values, report: Report) -> np.ndarray:
         """float64 values, NaN where blank; cells that are not finite numbers are problems."""
@@ -173,7 +178,9 @@ class Numeric:
         return numbers
 
     def encode(self, values, report: Report) -> list[np.ndarray]:
-        numbers = self.numbers(values, report)
+        return self._filled(self.numbers(values, report))
+
+    def _filled(self, numbers: np.ndarray) -> list[np.ndarray]:
         blank = np.isnan(numbers)
         numbers[blank] = self.fill
         return [numbers, blank.astype(np.float64)] if self.indicator else [numbers]
@@ -212,7 +219,7 @@ class Binary:
 
     type: ClassVar[str] = BINARY
 
-    def fit(self, values, report: Report, indicators: bool) -> None:
+    def fit(self, values, report: Report, indicators: bool) -> list[np.ndarray]:
         text = as_text(values)
         blank = text.isna().to_numpy()
         self.blanks = int(blank.sum())
@@ -222,7 +229,7 @@ class Binary:
                 f"{report.path}:1 column {self.name!r}: declared binary but has {len(distinct)} "
                 f"distinct values ({', '.join(map(repr, distinct[:5]))}"
                 f"{', ...' if len(distinct) > 5 else ''}); declare it categorical")
-            return
+            return []
         truthy = [v for v in distinct if v.strip().lower() in TRUE_WORDS]
         if len(truthy) == 1 and all(v == truthy[0] or v.strip().lower() in FALSE_WORDS
                                     for v in distinct):
@@ -235,9 +242,12 @@ class Binary:
         ones = (text == self.positive).to_numpy()
         self.fill = float(ones[~blank].mean()) if (~blank).any() else 0.0
         self.indicator = indicators and self.blanks > 0
+        return self._encoded(text, report)
 
     def encode(self, values, report: Report) -> list[np.ndarray]:
-        text = as_text(values)
+        return self._encoded(as_text(values), report)
+
+    def _encoded(self, text, report: Report) -> list[np.ndarray]:
         blank = text.isna().to_numpy()
         ones = (text == self.positive).to_numpy()
         zeros = (text == self.negative).to_numpy()
@@ -310,10 +320,10 @@ class Datetime:
         elif name == "elapsed_days":
             values = (stamps - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
         else:
-            values = getattr(dt, {"day_of_year": "dayofyear"}.get(name, name))
+            values = getattr(dt, {"weekday": "day_of_week"}.get(name, name))
         return values.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
 
-    def fit(self, values, report: Report, indicators: bool) -> None:
+    def fit(self, values, report: Report, indicators: bool) -> list[np.ndarray]:
         stamps = self.parse(values, report)
         blank = stamps.isna().to_numpy()
         self.blanks = int(blank.sum())
@@ -325,9 +335,12 @@ class Datetime:
                 fills.append(float(np.median(part)))
         self.parts, self.fills = kept, fills
         self.indicator = indicators and self.blanks > 0
+        return self._encoded(stamps)
 
     def encode(self, values, report: Report) -> list[np.ndarray]:
-        stamps = self.parse(values, report)
+        return self._encoded(self.parse(values, report))
+
+    def _encoded(self, stamps) -> list[np.ndarray]:
         blank = stamps.isna().to_numpy()
         out = []
         for name, fill in zip(self.parts, self.fills):
@@ -372,7 +385,7 @@ class Categorical:
     type: ClassVar[str] = CATEGORICAL
 
     def fit(self, values, report: Report, indicators: bool, max_categories: Optional[int] = None,
-            min_frequency: Optional[int] = None, dim: Optional[int] = None) -> None:
+            min_frequency: Optional[int] = None, dim: Optional[int] = None) -> np.ndarray:
         text = as_text(values)
         counts = text.value_counts(dropna=True)  # most frequent first
         order = sorted(zip(counts.index, counts.to_numpy()), key=lambda kv: (-kv[1], str(kv[0])))
@@ -385,6 +398,7 @@ class Categorical:
         self.other = self.folded > 0 or self.encoding == "embedding"
         if self.encoding == "embedding":
             self.dim = dim or embedding_dim(self.size)
+        return self.codes(text, None)  # the folded categories read as "other", unremarked
 
     @property
     def slots(self) -> list[str]:
@@ -399,7 +413,7 @@ class Categorical:
         import pandas as pd
 
         text = as_text(values)
-        codes = pd.Categorical(text, categories=self.categories).codes.astype(np.int64)
+        codes = pd.Index(self.categories, dtype=object).get_indexer(text).astype(np.int64)
         blank = text.isna().to_numpy()
         other = len(self.categories) + self.blank if self.other else -1
         unseen = (codes < 0) & ~blank

@@ -15,7 +15,8 @@ from ..errors import DataError
 from .columns import (
     CATEGORICAL, COLUMN_TYPES, IGNORE, NUMERIC, Categorical, Report, detect_type,
 )
-from .preprocessing import Dataset, Preprocessing, label_key, sorted_labels
+from ..config import label_text
+from .preprocessing import Dataset, Preprocessing, sorted_labels
 from .problems import MAX_PROBLEMS, cells, limit, lines_of
 from .reading import finite_columns, read_csv, require_columns
 from .splits import split_indices
@@ -77,10 +78,10 @@ def load_training_data(spec, task: str, rng: np.random.Generator, dtype,
                             f"validation fraction of {spec.validation:g}")
         frame, validation_frame = frame.iloc[train_rows], frame.iloc[val_rows]
 
-    fit_columns(prep, frame, train_path, spec, notes)
+    encoded = fit_columns(prep, frame, train_path, spec, notes)
     if check is not None:
         check(prep)
-    x, more = prep.fit_inputs(frame, train_path, dtype)
+    x, more = prep.fit_inputs(frame, train_path, dtype, encoded)
     train = Dataset(x, prep.encode_targets(frame, train_path, dtype))
     notes += more
 
@@ -103,11 +104,12 @@ def load_training_data(spec, task: str, rng: np.random.Generator, dtype,
 
 # ---- column types ---------------------------------------------------------------------------
 
-def fit_columns(prep: Preprocessing, frame, path: Path, spec, notes: list[str]) -> None:
+def fit_columns(prep: Preprocessing, frame, path: Path, spec, notes: list[str]) -> dict:
     """Decide each feature's type (declared, else detected from the training split) and fit
-    its encoder there. Undeclared columns that are left out are named in a note."""
+    its encoder there; return each column's encoding of the split. Undeclared columns that
+    are left out are named in a note."""
     report = Report(path, frame)
-    columns, ignored = [], {}
+    columns, ignored, encoded = [], {}, {}
     for name in prep.features:
         declared = spec.columns.get(name)
         if declared is not None:
@@ -125,7 +127,7 @@ def fit_columns(prep: Preprocessing, frame, path: Path, spec, notes: list[str]) 
             column.encoding, column.l1, column.l2 = declared.encoding, declared.l1, declared.l2
             options = {"max_categories": declared.max_categories,
                        "min_frequency": declared.min_frequency, "dim": declared.dim}
-        column.fit(frame[name], report, spec.missing_indicators, **options)
+        encoded[name] = column.fit(frame[name], report, spec.missing_indicators, **options)
         columns.append(column)
     if report.problems:
         raise DataError(limit(report.problems, path))
@@ -144,6 +146,7 @@ def fit_columns(prep: Preprocessing, frame, path: Path, spec, notes: list[str]) 
                             "without blanks only")
     prep.features = [c.name for c in columns]
     prep.columns, prep.ignored = columns, ignored
+    return encoded
 
 
 def _feature_problems(frame, path: Path, features: list[str], spec) -> list[str]:
@@ -212,12 +215,12 @@ def _classes(frame, path: Path, targets: list[str], task: str) -> list[Any]:
         return []
     column = frame[targets[0]]
     labels = (np.unique(column.to_numpy()).tolist() if column.dtype.kind in "iu"
-              else sorted_labels(column.tolist()))  # the same result, one label at a time
+              else sorted_labels(column.unique().tolist()))  # the same result, compared as text
     if task == "binary":
         if len(labels) > 2:
             raise DataError(f"{path}:1 column {targets[0]!r}: binary_crossentropy needs two "
                             f"classes, found {len(labels)} ({_preview(labels)})")
-        if len(labels) < 2 and set(map(label_key, labels)) <= {"0", "1"}:
+        if len(labels) < 2 and set(map(label_text, labels)) <= {"0", "1"}:
             labels = [0, 1]
     if len(labels) < 2:
         raise DataError(f"{path}:1 column {targets[0]!r}: only one class "

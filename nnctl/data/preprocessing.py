@@ -16,13 +16,15 @@ from typing import Any, Optional
 import numpy as np
 
 from ..errors import DataError
+from ..config import label_text
 from .columns import (
-    CATEGORICAL, IGNORE, NUMERIC, Categorical, Numeric, Report, column_from_dict,
+    CATEGORICAL, IGNORE, NUMERIC, Categorical, Numeric, Report, as_text, column_from_dict,
     column_to_dict,
 )
 from .problems import check_in_range, lines_of, limit
 
 SCALE_ROWS = 256  # rows scaled at a time: float64 temporaries small enough to stay in cache
+ASSEMBLE_ROWS = 4096  # rows of the input array filled at a time: a block that stays in cache
 
 
 @dataclass
@@ -115,15 +117,16 @@ class Preprocessing:
 
     # ---- fitting and encoding -------------------------------------------------------------
 
-    def fit_inputs(self, frame, path: Path, dtype) -> tuple[np.ndarray, list[str]]:
-        """Fit the scaler on the training split while encoding it; return (x, notes)."""
+    def fit_inputs(self, frame, path: Path, dtype, encoded: Optional[dict] = None
+                   ) -> tuple[np.ndarray, list[str]]:
+        """Fit the scaler on the training split while encoding it; return (x, notes).
+        `encoded` holds the columns' encodings of the split made while fitting them."""
         self.offset, self.spread = [], []
-        if self.scale == "none":
-            return self.encode_inputs(frame, path, dtype)
         if self.plain(frame):
-            self._fit_block(frame[self.features].to_numpy(dtype=np.float64))
-            return self.encode_inputs(frame, path, dtype)
-        return self._encode_columns(frame, path, dtype, fit=True)
+            if self.scale != "none":
+                self._fit_block(frame[self.features].to_numpy(dtype=np.float64))
+            return self._encode_block(frame, path, dtype), []
+        return self._encode_columns(frame, path, dtype, fit=True, encoded=encoded)
 
     def encode_inputs(self, frame, path: Path, dtype) -> tuple[np.ndarray, list[str]]:
         """The input array of a frame that holds the feature columns, and notes about it
@@ -176,30 +179,35 @@ class Preprocessing:
                              "overflows)" for n in too_large])
         self.offset, self.spread = offset.tolist(), spread.tolist()
 
-    def _encode_columns(self, frame, path: Path, dtype, fit: bool) -> tuple[np.ndarray, list[str]]:
-        """A column at a time: each encoder's float columns are scaled in float64 and written
-        into the result; one-hot columns are set where their category is; embedded columns'
-        codes go last. With `fit`, the scaler's statistics are taken on the way."""
+    def _encode_columns(self, frame, path: Path, dtype, fit: bool, encoded: Optional[dict] = None
+                        ) -> tuple[np.ndarray, list[str]]:
+        """A column at a time, each encoder's float columns are scaled in float64 and kept in
+        the model's dtype, then written into the result ASSEMBLE_ROWS rows at a time (a whole
+        column at once would touch a cache line per row); one-hot columns are set where their
+        category is; embedded columns' codes go last. With `fit`, the scaler's statistics are
+        taken on the way."""
         report = Report(path, frame)
-        n, inputs = len(frame), len(self.inputs)
-        x = np.zeros((n, self.width), dtype=dtype)
+        n = len(frame)
         scaling = self.scale != "none"
-        j, code_column = 0, inputs
+        filled: dict[int, np.ndarray] = {}   # input column -> its values
+        ones: list[np.ndarray] = []           # flat positions of one-hot ones
+        j, code_column = 0, len(self.inputs)
         for column in self.columns:
-            encoded = column.encode(frame[column.name], report)
+            outputs = encoded.pop(column.name) if encoded else column.encode(frame[column.name],
+                                                                             report)
             if column.type == CATEGORICAL:
                 if column.encoding == "embedding":
-                    x[:, code_column] = encoded
+                    filled[code_column] = outputs.astype(dtype)
                     code_column += 1
                     continue
-                hit = encoded >= 0
-                x[np.flatnonzero(hit), j + encoded[hit]] = 1
+                hit = np.flatnonzero(outputs >= 0)
+                ones.append(hit * self.width + (j + outputs[hit]))
                 if fit and scaling:
                     self.offset += [0.0] * column.size
                     self.spread += [1.0] * column.size
                 j += column.size
                 continue
-            for values, scaled in zip(encoded, column.scaled):
+            for values, scaled in zip(outputs, column.scaled):
                 if fit and scaling:
                     offset, spread = self._statistics(values) if scaled else (0.0, 1.0)
                     self.offset.append(offset)
@@ -208,14 +216,23 @@ class Preprocessing:
                     with np.errstate(over="ignore", invalid="ignore"):
                         values -= self.offset[j]
                         values /= self.spread[j]
-                x[:, j] = values
+                with np.errstate(over="ignore"):  # too large for the dtype: inf, named below
+                    filled[j] = values.astype(dtype)
                 j += 1
         if report.problems:
             raise DataError(limit(report.problems, path))
         if fit and scaling:
             self._set_scaler(np.array(self.offset), np.array(self.spread), self.inputs)
-        if not np.isfinite(x[:, :inputs]).all():
-            check_in_range(x[:, :inputs], frame, path, self.inputs)
+        x = np.zeros((n, self.width), dtype=dtype)
+        for start in range(0, n, ASSEMBLE_ROWS):
+            block = x[start:start + ASSEMBLE_ROWS]
+            for k, values in filled.items():
+                block[:, k] = values[start:start + ASSEMBLE_ROWS]
+        for positions in ones:
+            x.reshape(-1)[positions] = 1
+        inputs = [filled[k] for k in range(len(self.inputs)) if k in filled]
+        if not all(np.isfinite(values).all() for values in inputs):
+            check_in_range(x[:, :len(self.inputs)], frame, path, self.inputs)
         return self._shaped(x), report.notes
 
     def _statistics(self, values: np.ndarray) -> tuple[float, float]:
@@ -242,17 +259,18 @@ class Preprocessing:
             return y
         column = self.targets[0]
         codes = _integer_codes(frame[column].to_numpy(), self.classes)
-        if codes is None:  # labels that are not integers, or unknown ones: one at a time
-            index = {label_key(c): i for i, c in enumerate(self.classes)}
-            keys = [label_key(v) for v in frame[column].tolist()]
-            unknown = np.array([key not in index for key in keys])
-            if unknown.any():
-                lines = lines_of(frame, np.flatnonzero(unknown))
-                problems = [f"{path}:{line} column {column!r}: label {keys[row]!r} was not seen "
-                            f"in training (known: {', '.join(map(str, self.classes))})"
-                            for line, row in zip(lines, np.flatnonzero(unknown))]
+        if codes is None:  # labels that are not integers, or unknown ones: compared as text
+            import pandas as pd
+
+            keys = as_text(frame[column])
+            codes = pd.Index([label_text(c) for c in self.classes], dtype=object
+                             ).get_indexer(keys).astype(np.int64)
+            unknown = np.flatnonzero(codes < 0)
+            if len(unknown):
+                problems = [f"{path}:{line} column {column!r}: label {keys.iloc[row]!r} was not "
+                            f"seen in training (known: {', '.join(map(str, self.classes))})"
+                            for line, row in zip(lines_of(frame, unknown), unknown)]
                 raise DataError(limit(problems, path))
-            codes = np.fromiter((index[k] for k in keys), dtype=np.int64, count=len(keys))
         if self.task == "binary":
             return codes.astype(dtype).reshape(-1, 1)
         return codes
@@ -282,16 +300,9 @@ def _integer_codes(values: np.ndarray, classes: list[Any]) -> Optional[np.ndarra
     return codes if np.array_equal(known[codes], values) else None
 
 
-def label_key(value: Any) -> str:
-    """Labels compare as text, with integral floats as integers (1.0 and 1 are one class)."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value)
-
-
 def sorted_labels(values) -> list[Any]:
     """Distinct labels in sorted order, as plain Python values (numbers sort numerically)."""
-    distinct = {label_key(v): v for v in values}
+    distinct = {label_text(v): v for v in values}
     labels = [v.item() if hasattr(v, "item") else v for v in distinct.values()]
     labels = [int(v) if isinstance(v, float) and v.is_integer() else v for v in labels]
     if all(isinstance(v, (int, float)) for v in labels):
