@@ -9,6 +9,7 @@ import numpy as np
 
 from .config import Config, DenseSpec, PlateauSchedule, label_text, monitor_mode, source_of
 from .data import Preprocessing
+from .data.columns import FALSE_WORDS, TRUE_WORDS
 from .errors import ConfigError
 from .losses import Loss, get_loss
 from .model import Sequential
@@ -71,12 +72,11 @@ def check_against_data(config: Config, prep: Preprocessing) -> None:
                 "training.class_weight", "needs one class label target and the loss "
                 "categorical_crossentropy or binary_crossentropy"))
         elif isinstance(weights, dict):
-            known = {label_text(c) for c in prep.classes}
             problems += [source.problem(
                 f"training.class_weight.{label}",
                 f"no class {label!r} in {prep.targets[0]!r} (classes: "
                 f"{', '.join(map(str, prep.classes))})")
-                for label in weights if label not in known]
+                for label in weights if named_class(label, prep.classes) is None]
     if problems:
         raise ConfigError(problems)
 
@@ -97,7 +97,20 @@ def class_weights(config: Config, prep: Preprocessing, counts: list[int]) -> Opt
     if spec == "balanced":
         n, k = sum(counts), len(counts)
         return [n / (k * c) if c else 1.0 for c in counts]
-    return [spec.get(label_text(c), 1.0) for c in prep.classes]
+    weights = {named_class(label, prep.classes): weight for label, weight in spec.items()}
+    return [weights.get(label_text(c), 1.0) for c in prep.classes]
+
+
+def named_class(label: str, classes: list) -> Optional[str]:
+    """The class (as text) that a class_weight key names, or None. YAML reads an unquoted
+    `yes:` or `no:` key as true or false, so True and False name the one yes-like or no-like
+    class when there is one."""
+    texts = [label_text(c) for c in classes]
+    if label in texts:
+        return label
+    words = {"True": TRUE_WORDS, "False": FALSE_WORDS}.get(label, set())
+    matches = [text for text in texts if text.strip().lower() in words]
+    return matches[0] if len(matches) == 1 else None
 
 
 def build_loss(config: Config, weights: Optional[list[float]]) -> Loss:

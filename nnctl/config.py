@@ -385,9 +385,9 @@ class Source:
 
 
 def _child(node, part):
-    if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+    if isinstance(node, yaml.MappingNode):  # keys are text in the YAML: `2:` is part 2
         for key, value in node.value:
-            if key.value == part:
+            if key.value == str(part):
                 return value
     if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
         return node.value[part]

@@ -25,6 +25,7 @@ from .problems import cells, lines_of
 NUMERIC, CATEGORICAL, BINARY, DATETIME, IGNORE = (
     "numeric", "categorical", "binary", "datetime", "ignore")
 
+TEXT_TYPES = (CATEGORICAL, BINARY)  # read as text, so '02134' and 'True' keep their spelling
 UNNAMED_INDEX = re.compile(r"Unnamed: \d+")  # what pandas calls a CSV's unnamed first column
 DISTINCT_SHARE = 0.5   # text with a distinct value in half its rows or more: ids, names, notes
 MIN_DISTINCT = 20      # ... once it has this many values, so small files keep their categories
@@ -48,6 +49,14 @@ class Report:
                                    one, many, hint))
 
 
+def cells_are(count: int) -> str:
+    return f"{count} cell is" if count == 1 else f"{count} cells are"
+
+
+def cells_hold(count: int) -> str:
+    return f"{count} cell holds" if count == 1 else f"{count} cells hold"
+
+
 # ---- detection --------------------------------------------------------------------------------
 
 def detect_type(values) -> tuple[str, str]:
@@ -59,18 +68,16 @@ def detect_type(values) -> tuple[str, str]:
     filled = values.dropna()
     if filled.empty:
         return IGNORE, "every cell is blank"
-    if is_bool_dtype(values.dtype):
-        return BINARY, "true/false values"
-    if is_numeric_dtype(values.dtype):
-        return NUMERIC, "numbers"
     distinct = filled.unique()
-    if number_share(distinct) >= NUMBER_SHARE:
+    if is_bool_dtype(values.dtype) or all(isinstance(v, (bool, np.bool_)) for v in distinct):
+        return BINARY, "true/false values"  # an object column of bools had blanks
+    if is_numeric_dtype(values.dtype) or number_share(distinct) >= NUMBER_SHARE:
         return NUMERIC, "numbers"
-    if len(distinct) == 2:
-        return BINARY, "two distinct values"
     date_format = guess_date_format(distinct)
     if date_format is not None:
         return DATETIME, f"dates ({date_format})"
+    if len(distinct) == 2:
+        return BINARY, "two distinct values"
     if len(distinct) == 1 and len(filled) == len(values):
         return IGNORE, f"the same value in every row ({distinct[0]!r})"
     if len(distinct) >= max(MIN_DISTINCT, DISTINCT_SHARE * len(filled)):
@@ -86,19 +93,29 @@ def number_share(distinct: np.ndarray) -> float:
     return float(numbers.notna().mean()) if len(distinct) else 0.0
 
 
+GUESS_FROM = 20  # distinct values whose formats are tried on all of them
+
+
 def guess_date_format(distinct: np.ndarray) -> Optional[str]:
-    """The strftime format that parses every value, guessed from the first one, or None."""
+    """The strftime format that parses every value, or None. Formats are guessed from the
+    first few values, month first and day first: '01/02/2020' alone cannot tell which."""
     import pandas as pd
     from pandas.tseries.api import guess_datetime_format
 
+    values = pd.Series(distinct, dtype=object).astype(str)
+    tried = set()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        guessed = guess_datetime_format(str(distinct[0]))
-        if guessed is None or not any(code in guessed for code in ("%d", "%m", "%b", "%B")):
-            return None
-        parsed = pd.to_datetime(pd.Series(distinct, dtype=object), format=guessed,
-                                errors="coerce")
-    return guessed if parsed.notna().all() else None
+        for value in values[:GUESS_FROM]:
+            for dayfirst in (False, True):
+                guessed = guess_datetime_format(value, dayfirst=dayfirst)
+                if guessed is None or guessed in tried or not any(
+                        code in guessed for code in ("%d", "%m", "%b", "%B")):
+                    continue
+                tried.add(guessed)
+                if pd.to_datetime(values, format=guessed, errors="coerce").notna().all():
+                    return guessed
+    return None
 
 
 def as_text(values):
@@ -231,13 +248,14 @@ class Binary:
                 f"{', ...' if len(distinct) > 5 else ''}); declare it categorical")
             return []
         truthy = [v for v in distinct if v.strip().lower() in TRUE_WORDS]
-        if len(truthy) == 1 and all(v == truthy[0] or v.strip().lower() in FALSE_WORDS
-                                    for v in distinct):
+        falsy = [v for v in distinct if v.strip().lower() in FALSE_WORDS]
+        if len(truthy) == 1:
             self.positive = truthy[0]
-            rest = [v for v in distinct if v != self.positive]
+        elif len(falsy) == 1 and len(distinct) == 2:
+            self.positive = next(v for v in distinct if v != falsy[0])
         else:
             self.positive = distinct[-1] if distinct else None
-            rest = distinct[:-1]
+        rest = [v for v in distinct if v != self.positive]
         self.negative = rest[0] if rest else None
         ones = (text == self.positive).to_numpy()
         self.fill = float(ones[~blank].mean()) if (~blank).any() else 0.0
@@ -254,8 +272,8 @@ class Binary:
         other = ~(blank | ones | zeros)
         if other.any():
             example = text.to_numpy()[other][0]
-            report.notes.append(f"{report.path}: column {self.name!r}: {other.sum()} cells "
-                                f"are neither {self.negative!r} nor {self.positive!r} (e.g. "
+            report.notes.append(f"{report.path}: column {self.name!r}: {cells_are(other.sum())} "
+                                f"neither {self.negative!r} nor {self.positive!r} (e.g. "
                                 f"{example!r}): read as blank")
         out = np.where(ones, 1.0, np.where(zeros, 0.0, self.fill))
         return [out, blank.astype(np.float64)] if self.indicator else [out]
@@ -286,7 +304,7 @@ class Datetime:
     where training had blanks. The parts are scaled."""
 
     name: str
-    format: str = "ISO8601"
+    format: Optional[str] = None  # strftime format; fitted: the one that reads every value
     parts: list[str] = field(default_factory=lambda: list(DATE_PARTS))
     fills: list[float] = field(default_factory=list)
     indicator: bool = False
@@ -324,6 +342,9 @@ class Datetime:
         return values.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
 
     def fit(self, values, report: Report, indicators: bool) -> list[np.ndarray]:
+        # "mixed" reads each cell on its own (dateutil): slow, for formats no guess finds
+        filled = as_text(values).dropna().unique()
+        self.format = (guess_date_format(filled) if len(filled) else None) or "mixed"
         stamps = self.parse(values, report)
         blank = stamps.isna().to_numpy()
         self.blanks = int(blank.sum())
@@ -376,7 +397,7 @@ class Categorical:
     categories: list[str] = field(default_factory=list)
     blank: bool = False
     other: bool = False
-    folded: int = 0            # distinct training values folded into "other"
+    folded: list[str] = field(default_factory=list)  # rare training values, read as "other"
     encoding: str = "one_hot"  # one_hot | embedding
     dim: int = 0               # embedding width
     l1: float = 0.0
@@ -390,12 +411,13 @@ class Categorical:
         counts = text.value_counts(dropna=True)  # most frequent first
         order = sorted(zip(counts.index, counts.to_numpy()), key=lambda kv: (-kv[1], str(kv[0])))
         kept = [value for value, count in order if count >= (min_frequency or 1)]
-        if max_categories is not None and len(kept) > max_categories:
+        if max_categories is not None and (len(kept) > max_categories or (
+                len(kept) < len(order) and len(kept) >= max_categories)):
             kept = kept[:max(max_categories - 1, 0)]  # as scikit-learn: "other" counts as one
-        self.folded = len(order) - len(kept)
         self.categories = sorted(map(str, kept))
+        self.folded = sorted(str(value) for value, _ in order[len(kept):])
         self.blank = bool(text.isna().any())
-        self.other = self.folded > 0 or self.encoding == "embedding"
+        self.other = bool(self.folded) or self.encoding == "embedding"
         if self.encoding == "embedding":
             self.dim = dim or embedding_dim(self.size)
         return self.codes(text, None)  # the folded categories read as "other", unremarked
@@ -413,20 +435,27 @@ class Categorical:
         import pandas as pd
 
         text = as_text(values)
-        codes = pd.Index(self.categories, dtype=object).get_indexer(text).astype(np.int64)
+        known = pd.Index(self.categories + self.folded, dtype=object)
+        found = known.get_indexer(text)
         blank = text.isna().to_numpy()
+        retry = np.flatnonzero((found < 0) & ~blank)
+        if len(retry):  # '1.0' is the category '1' (a float column); '02134' stays '02134'
+            numbers = pd.to_numeric(text.iloc[retry], errors="coerce")
+            number = numbers.notna().to_numpy()
+            found[retry[number]] = known.get_indexer(numbers[number].map(label_text))
+        unseen = (found < 0) & ~blank
+        if not self.blank:
+            unseen |= blank  # a blank where training had none is unseen too
         other = len(self.categories) + self.blank if self.other else -1
-        unseen = (codes < 0) & ~blank
+        codes = found.astype(np.int64)
+        codes[(found >= len(self.categories)) | unseen] = other
         if self.blank:
             codes[blank] = len(self.categories)
-        else:
-            unseen |= blank
-        codes[unseen] = other
         if report is not None and unseen.any():
             example = text.to_numpy()[unseen][0]
             shown = "a blank" if example is None or example != example else repr(example)
             report.notes.append(
-                f"{report.path}: column {self.name!r}: {int(unseen.sum())} cells hold a value "
+                f"{report.path}: column {self.name!r}: {cells_hold(int(unseen.sum()))} a value "
                 f"outside the training categories (e.g. {shown}): read as "
                 + ("'other'" if self.other else "no category (all zeros)"))
         return codes
@@ -447,7 +476,7 @@ class Categorical:
         if self.blank:
             text += " + blank"
         if self.folded:
-            text += f" + other ({self.folded} folded)"
+            text += f" + other ({len(self.folded)} folded)"
         if self.encoding == "embedding":
             text = f"embedding {self.size} x {self.dim}; {text}"
         return text

@@ -12,9 +12,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from ..errors import DataError
-from .columns import (
-    CATEGORICAL, COLUMN_TYPES, IGNORE, NUMERIC, Categorical, Report, detect_type,
-)
+from .columns import CATEGORICAL, COLUMN_TYPES, IGNORE, NUMERIC, TEXT_TYPES, Report, detect_type
 from ..config import label_text
 from .preprocessing import Dataset, Preprocessing, sorted_labels
 from .problems import MAX_PROBLEMS, cells, limit, lines_of
@@ -42,7 +40,8 @@ def load_training_data(spec, task: str, rng: np.random.Generator, dtype,
     `check_columns` sees the training file's columns, `check` the fitted preprocessing, both
     before any array is built (the config's checks against the data)."""
     train_path = Path(spec.train)
-    frame = read_csv(train_path)
+    frame = read_csv(train_path, [name for name, column in spec.columns.items()
+                                  if column.type in TEXT_TYPES])
     if check_columns is not None:
         check_columns(list(frame.columns))
     targets = spec.targets
@@ -239,7 +238,7 @@ def _read_for(path: Path, prep: Preprocessing, notes: list[str],
               blank_targets: dict[str, int]):
     """A file with the targets and the columns the preprocessing reads, in any order, rows
     without a target left out."""
-    frame = read_csv(path)
+    frame = read_csv(path, prep.text_columns)
     require_columns(frame, path, prep.targets, "target")
     require_columns(frame, path, prep.features, "feature")
     return _with_targets(frame, path, prep.targets, prep.task, notes, blank_targets)
@@ -257,7 +256,7 @@ def load_for_eval(path: str | Path, prep: Preprocessing, dtype) -> tuple[Dataset
 def load_for_predict(path: str | Path, prep: Preprocessing, dtype, keep: list[str] = ()):
     """Features of a file that may lack the target; returns (inputs, the frame, notes)."""
     path = Path(path)
-    frame = read_csv(path)
+    frame = read_csv(path, prep.text_columns)
     require_columns(frame, path, prep.features, "feature")
     require_columns(frame, path, list(keep), "--keep")
     x, notes = prep.encode_inputs(frame, path, dtype)

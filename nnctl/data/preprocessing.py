@@ -18,8 +18,8 @@ import numpy as np
 from ..errors import DataError
 from ..config import label_text
 from .columns import (
-    CATEGORICAL, IGNORE, NUMERIC, Categorical, Numeric, Report, as_text, column_from_dict,
-    column_to_dict,
+    CATEGORICAL, IGNORE, NUMERIC, TEXT_TYPES, Categorical, Numeric, Report, as_text,
+    column_from_dict, column_to_dict,
 )
 from .problems import check_in_range, lines_of, limit
 
@@ -86,6 +86,11 @@ class Preprocessing:
     def inputs(self) -> list[str]:
         """Names of the float input columns (before the category codes of embeddings)."""
         return [name for column in self.columns for name in column.outputs]
+
+    @property
+    def text_columns(self) -> list[str]:
+        """Columns read as text from eval and predict files (categories, yes/no values)."""
+        return [c.name for c in self.columns if c.type in TEXT_TYPES]
 
     @property
     def embedded(self) -> list[Categorical]:

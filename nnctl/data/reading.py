@@ -7,27 +7,30 @@ import io
 import re
 import warnings
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
 from ..errors import DataError
 from .problems import limit
 
-def read_csv(path: str | Path):
-    """Read a CSV with a header row into a DataFrame, or raise DataError naming the place."""
+def read_csv(path: str | Path, text_columns: Iterable[str] = ()):
+    """Read a CSV with a header row into a DataFrame, or raise DataError naming the place.
+    `text_columns` are read as text whatever they hold ('02134' stays '02134')."""
     import pandas as pd  # deferred: pandas takes a while to import, and --help needs none of it
 
     path = Path(path)
+    options = dict(CSV_OPTIONS, dtype={name: str for name in text_columns})
     if not path.is_file():
         raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            # "mixed types" in a column: check_numeric names the cells that are not numbers
+            # "mixed types" in a column: the column's encoder names the cells it cannot read
             warnings.simplefilter("ignore", pd.errors.DtypeWarning)
-            frame = _read_in_chunks(pd, path, CSV_OPTIONS)
+            frame = _read_in_chunks(pd, path, options)
             if frame is None:
-                frame = pd.read_csv(path, **CSV_OPTIONS)
+                frame = pd.read_csv(path, **options)
         _return_free_memory()
     except pd.errors.ParserWarning:
         raise DataError(limit(_long_rows(path), path)) from None
