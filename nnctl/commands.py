@@ -98,10 +98,10 @@ def train(config: Config, runs_dir: Path, quiet: bool = False,
     run = Run(run_dir, session.data.preprocessing.to_dict(), config.training.checkpoint.keep_last)
     run.write_config(config.to_yaml())
     run.log(f"started: {command_line()}")
-    table = column_table(session.data.preprocessing.column_table())
-    run.log("columns:\n" + table)
+    columns = session.data.preprocessing.column_table()
+    run.log("columns:\n" + column_table(columns))
     if not quiet:
-        print(table, file=sys.stderr)
+        print(column_table(columns, sys.stderr), file=sys.stderr)
     warn(session.data.notes, run)
     return _fit(session, run, started=time.time(), previous_seconds=0.0)
 

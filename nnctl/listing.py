@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -161,11 +162,13 @@ def format_table(headers: list[str], rows: list[list[str]], right: set[int] = fr
     return "\n".join([line(headers)] + [line(r) for r in rows])
 
 
-def column_table(rows: list[tuple[str, str, str]]) -> str:
-    """The column decisions (column, type, detail) as a table cut to the terminal's width:
-    a table wider than the terminal wraps unreadably."""
-    width = shutil.get_terminal_size((100, 24)).columns
+def column_table(rows: list[tuple[str, str, str]], stream=None) -> str:
+    """The column decisions (column, type, detail) as a table; on a terminal (`stream`), cut
+    to its width, since a wider table wraps unreadably."""
     table = format_table(["column", "type", "detail"], [list(r) for r in rows])
+    if stream is None or not stream.isatty():
+        return table
+    width = shutil.get_terminal_size((100, 24)).columns
     return "\n".join(line if len(line) <= width else line[:width - 3] + "..."
                      for line in table.splitlines())
 
@@ -183,7 +186,7 @@ def run_columns(run_dir: Path) -> Optional[str]:
         prep = Preprocessing.from_dict(read_json(path)["preprocessing"])
     except (CheckpointError, KeyError, TypeError, ValueError, AttributeError):
         return f"{path}: no readable preprocessing section"
-    return column_table(prep.column_table())
+    return column_table(prep.column_table(), sys.stdout)
 
 
 def format_seconds(seconds: Optional[float]) -> str:

@@ -21,7 +21,7 @@ from .columns import (
     CATEGORICAL, IGNORE, NUMERIC, TEXT_TYPES, Categorical, Numeric, Report, as_text,
     column_from_dict, column_to_dict,
 )
-from .problems import check_in_range, lines_of, limit
+from .problems import MAX_PROBLEMS, check_in_range, lines_of, limit
 
 SCALE_ROWS = 256  # rows scaled at a time: float64 temporaries small enough to stay in cache
 ASSEMBLE_ROWS = 4096  # rows of the input array filled at a time: a block that stays in cache
@@ -272,10 +272,11 @@ class Preprocessing:
                              ).get_indexer(keys).astype(np.int64)
             unknown = np.flatnonzero(codes < 0)
             if len(unknown):
+                shown = unknown[:MAX_PROBLEMS]  # worded; every one is counted
                 problems = [f"{path}:{line} column {column!r}: label {keys.iloc[row]!r} was not "
                             f"seen in training (known: {', '.join(map(str, self.classes))})"
-                            for line, row in zip(lines_of(frame, unknown), unknown)]
-                raise DataError(limit(problems, path))
+                            for line, row in zip(lines_of(frame, shown), shown)]
+                raise DataError(limit(problems, path, total=len(unknown)))
         if self.task == "binary":
             return codes.astype(dtype).reshape(-1, 1)
         return codes

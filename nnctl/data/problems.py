@@ -47,7 +47,7 @@ def check_in_range(array: np.ndarray, frame, path: Path, columns: list[str]) -> 
     if np.isfinite(array).all():
         return
     rows, cols = np.nonzero(~np.isfinite(array))
-    lines = lines_of(frame, rows)
+    lines = lines_of(frame, rows[:MAX_PROBLEMS])  # worded; every one is counted
     problems = [f"{path}:{line} column {columns[c]!r}: too large for {array.dtype.name} after "
                 "scaling" for line, c in zip(lines, cols)]
-    raise DataError(limit(problems, path))
+    raise DataError(limit(problems, path, total=len(rows)))
