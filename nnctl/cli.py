@@ -138,13 +138,13 @@ def eval_(
 
 
 def format_eval(result: dict) -> str:
-    lines = [f"{result['data']}: {result['rows']} rows, checkpoint {result['checkpoint']}",
-             f"loss      {result['loss']:.4f}"]
-    for key in ("accuracy", "balanced_accuracy", "mse", "rmse", "mae", "r2"):
-        if key in result:
-            lines.append(f"{key:<9} {result[key]:.4f}")
+    lines = [f"{result['data']}: {result['rows']} rows, checkpoint {result['checkpoint']}"]
+    shown = [key for key in ("loss", "accuracy", "balanced_accuracy", "mse", "rmse", "mae", "r2")
+             if key in result]
+    key_width = max(len(key) for key in shown)
+    lines += [f"{key.replace('_', ' '):<{key_width}}  {result[key]:.4f}" for key in shown]
     if "classes" in result:
-        width = max(8, *(len(c) for c in result["classes"]))
+        width = max(len("macro avg"), *(len(c) for c in result["classes"]))
         lines.append("")
         lines.append(f"{'class':<{width}}  precision  recall     f1  support")
         for label, row in result["classes"].items():

@@ -93,13 +93,13 @@ def _columns(frame, target: str) -> list[str]:
         kind, why = detect_type(frame[name])
         key = f"    {_quote(name)}:"
         if kind == CATEGORICAL:
-            n = as_text(frame[name]).nunique() + bool(frame[name].isna().any())
-            if n > EMBED_ABOVE:
+            n, blank = as_text(frame[name]).nunique(), bool(frame[name].isna().any())
+            why = f"{n} categories" + " and blanks" * blank
+            if n > EMBED_ABOVE:  # the table has a row for "other" and one for blanks
                 lines.append(_commented(f"{key} {{type: categorical, encoding: embedding}}",
-                                        f"{n} categories: a learned vector of "
-                                        f"{embedding_dim(n + 1)} each"))
+                                        f"{why}: a learned vector of "
+                                        f"{embedding_dim(n + 1 + blank)} each"))
                 continue
-            why = f"{n} categories"
         lines.append(_commented(f"{key} {kind}", why if kind in (IGNORE, CATEGORICAL) else ""))
     return lines
 
