@@ -261,7 +261,7 @@ def test_format_eval_prints_balanced_accuracy_and_macro_row():
                          out, np.array([0, 0, 1, 1])))
     lines = format_eval(result).splitlines()
     accuracy = next(i for i, line in enumerate(lines) if line.startswith("accuracy"))
-    assert lines[accuracy + 1].split() == ["balanced_accuracy", "0.7500"]
+    assert lines[accuracy + 1].split() == ["balanced", "accuracy", "0.7500"]
     macro = next(line for line in lines if line.startswith("macro avg"))
     assert macro.split()[2:] == ["0.833", "0.750", "0.733"]
     assert lines.index(macro) == next(i for i, line in enumerate(lines) if line.startswith("z")) + 1
