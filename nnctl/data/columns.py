@@ -137,8 +137,19 @@ def as_text(values):
 
 # ---- encoders ---------------------------------------------------------------------------------
 
+class OneInput:
+    """A column read as one input, plus an "is missing" input where training had blanks."""
+
+    name: str
+    indicator: bool
+
+    @property
+    def outputs(self) -> list[str]:
+        return [self.name] + [f"{self.name} is missing"] * self.indicator
+
+
 @dataclass
-class Numeric:
+class Numeric(OneInput):
     """Numbers; blanks filled with the training split's statistic, plus a 0/1 "is missing"
     input where training had blanks. The value is scaled, the indicator is not."""
 
@@ -203,10 +214,6 @@ class Numeric:
         return [numbers, blank.astype(np.float64)] if self.indicator else [numbers]
 
     @property
-    def outputs(self) -> list[str]:
-        return [self.name] + ([f"{self.name} is missing"] if self.indicator else [])
-
-    @property
     def scaled(self) -> list[bool]:
         return [True] + [False] * self.indicator
 
@@ -222,7 +229,7 @@ def _blanks(count: int, indicator: bool) -> str:
 
 
 @dataclass
-class Binary:
+class Binary(OneInput):
     """Two values, read as 0 and 1 (yes/true/1 and the like are 1, else the later in sorted
     order). A blank, or a value that is neither, reads as the training split's share of 1s,
     with a "is missing" input where training had blanks. Not scaled."""
@@ -277,10 +284,6 @@ class Binary:
                                 f"{example!r}): read as blank")
         out = np.where(ones, 1.0, np.where(zeros, 0.0, self.fill))
         return [out, blank.astype(np.float64)] if self.indicator else [out]
-
-    @property
-    def outputs(self) -> list[str]:
-        return [self.name] + ([f"{self.name} is missing"] if self.indicator else [])
 
     @property
     def scaled(self) -> list[bool]:
