@@ -83,8 +83,8 @@ def check_against_data(config: Config, prep: Preprocessing) -> None:
 
 def build_model(config: Config, prep: Preprocessing, rng: np.random.Generator) -> Sequential:
     specs = [layer.model_dump() for layer in config.model.layers]
-    extra = {"embeddings": prep.embeddings} if prep.embeddings else {}
-    return Sequential.from_specs(specs, input_shape(prep), rng, np.dtype(config.dtype), **extra)
+    return Sequential.from_specs(specs, input_shape(prep), rng, np.dtype(config.dtype),
+                                 embeddings=prep.embeddings, outputs=prep.target_scale)
 
 
 def class_weights(config: Config, prep: Preprocessing, counts: list[int]) -> Optional[list[float]]:

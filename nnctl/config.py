@@ -253,6 +253,7 @@ class DataSpec(Strict):
     target: Union[str, list[str]]
     features: Optional[list[str]] = None
     scale: Literal["standard", "minmax", "none"] = "standard"
+    scale_target: Literal["standard", "none"] = "none"  # regression: learn standardized targets
     sequence: Optional[SequenceSpec] = None
     columns: dict[str, ColumnSpec] = {}
     missing: Literal["median", "mean", "zero", "error"] = "median"
@@ -664,6 +665,10 @@ def check_structure(config: Config) -> list[str]:
             problems.append(source.problem(
                 f"model.layers.{last_index}.activation",
                 f"softmax outputs sum to 1, which does not suit the regression loss {config.loss}"))
+    if config.data.scale_target != "none" and config.task != "regression":
+        problems.append(source.problem(
+            "data.scale_target", f"scales regression targets (mae, mse), not the targets of "
+            f"{config.loss}"))
     for i, layer in enumerate(layers):
         if isinstance(layer, DenseSpec) and layer.activation == "softmax" and i != last_index:
             problems.append(source.problem(

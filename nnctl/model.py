@@ -16,16 +16,25 @@ class Sequential:
 
     An optional input block (`inputs`, embedding tables for categorical columns) runs before the
     layers; its parameters come first, named `inputs.<column>.E`.
+
+    An optional fixed output scale (`outputs`: offset and spread per output, the training
+    targets' mean and standard deviation) maps the last layer's Z to Y = Z * spread + offset,
+    so the layers learn a standardized target while losses and predictions stay in the
+    target's units. Backward: dZ = dY * spread. (Adam's steps do not depend on the loss's
+    scale, so training with it is training on standardized targets.)
     """
 
-    def __init__(self, layers: Iterable[Layer], inputs: EmbeddingInputs | None = None):
+    def __init__(self, layers: Iterable[Layer], inputs: EmbeddingInputs | None = None,
+                 outputs: tuple[np.ndarray, np.ndarray] | None = None):
         self.layers = list(layers)
         self.inputs = inputs
+        self.outputs = outputs
 
     @classmethod
     def from_specs(cls, specs: Iterable[dict[str, Any]], input_shape: tuple[int, ...],
                    rng: np.random.Generator, dtype: np.dtype = np.float32,
-                   embeddings: Iterable[dict[str, Any]] = ()) -> "Sequential":
+                   embeddings: Iterable[dict[str, Any]] = (),
+                   outputs: tuple[Any, Any] | None = None) -> "Sequential":
         """Build from layer specs such as {"type": "dense", "units": 3, "activation": "softmax"},
         and embedding specs such as {"column": "city", "categories": 12, "dim": 6, "l1": 0.0,
         "l2": 0.0}, one per code column in their order. With embeddings, `input_shape` is
@@ -42,7 +51,9 @@ class Sequential:
                 raise ValueError(f"two embeddings for the column {column!r}")
             tables[column] = Embedding(**kwargs)
         inputs = EmbeddingInputs(tables) if tables else None
-        return cls(layers, inputs).build(input_shape, rng, dtype)
+        if outputs is not None:
+            outputs = tuple(np.asarray(a, dtype=dtype) for a in outputs)
+        return cls(layers, inputs, outputs).build(input_shape, rng, dtype)
 
     def build(self, input_shape: tuple[int, ...], rng: np.random.Generator,
               dtype: np.dtype = np.float32) -> "Sequential":
@@ -98,11 +109,16 @@ class Sequential:
                 x = layer.forward(x, training, activate=False)
             else:
                 x = layer.forward(x, training)
+        if self.outputs is not None and not logits:
+            offset, spread = self.outputs
+            x = x * spread + offset
         return x
 
     def backward(self, grad: np.ndarray) -> None:
         """Backpropagate dL/d(output) (or dL/d(logits) after `forward(logits=True)`), leaving
         every parameter's gradient in its `grad`."""
+        if self.outputs is not None:
+            grad = grad * self.outputs[1]
         for i in range(len(self.layers) - 1, max(self._first_trainable, 0) - 1, -1):
             grad = self.layers[i].backward(grad, input_grad=i > self._first_trainable)
         if self._first_trainable < 0:

@@ -17,7 +17,7 @@ from .data.reading import read_csv, require_columns
 from .errors import DataError
 
 MAX_INTEGER_CLASSES = 10   # an integer target with at most this many values holds classes
-EMBED_ABOVE = 30           # categorical columns with more categories get an embedding
+EMBED_ABOVE = 100          # categorical columns with more categories get an embedding
 IMBALANCED = 0.5           # rarest / commonest class count below which classes are weighted
 
 
@@ -63,6 +63,9 @@ def starter_config(data: Path, target: str, config_dir: Path = Path(".")) -> str
     if task == "regression":
         lines += ["    - {type: dense, units: 1}            # one linear unit: regression",
                   "", "loss: mse"]
+        data_end = lines.index("  missing: median            # blank numbers: median | mean | zero | error")
+        lines.insert(data_end, "  scale_target: standard     # learn the target standardized; "
+                               "predictions in its units")
     elif task == "binary":
         positive = sorted(counts.index, key=str)[-1]
         lines += [f"    - {{type: dense, units: 1, activation: sigmoid}}   # P({target} = "
@@ -77,8 +80,10 @@ def starter_config(data: Path, target: str, config_dir: Path = Path(".")) -> str
     if task != "regression":
         shares = ", ".join(f"{label} {count / counts.sum():.0%}"
                            for label, count in counts.items())
-        if counts.min() / counts.max() < IMBALANCED:
-            lines.append(f"  class_weight: balanced     # classes are imbalanced ({shares})")
+        if counts.min() / counts.max() < IMBALANCED:  # a choice: recall of the rare class
+            lines += [f"  # classes are imbalanced ({shares}): to trade accuracy for recall of",
+                      "  # the rare ones, weight them (see balanced accuracy in nnctl eval):",
+                      "  # class_weight: balanced"]
         else:
             lines.append(f"  # class_weight: balanced   # classes: {shares}")
     return "\n".join(lines) + "\n"

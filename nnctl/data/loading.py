@@ -82,6 +82,10 @@ def load_training_data(spec, task: str, rng: np.random.Generator, dtype,
         check(prep)
     x, more = prep.fit_inputs(frame, train_path, dtype, encoded)
     train = Dataset(x, prep.encode_targets(frame, train_path, dtype))
+    if spec.scale_target == "standard" and task == "regression":
+        y = train.y.astype(np.float64)
+        spread = y.std(axis=0)
+        prep.target_scale = [y.mean(axis=0).tolist(), np.where(spread > 0, spread, 1.0).tolist()]
     notes += more
 
     if isinstance(spec.validation, str):

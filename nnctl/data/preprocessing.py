@@ -54,11 +54,12 @@ class Preprocessing:
     columns: list = field(default_factory=list)       # one encoder per feature, in order
     ignored: dict[str, str] = field(default_factory=dict)  # column -> why it is not read
     class_weights: Optional[list[float]] = None       # the loss's, per class (training counts)
+    target_scale: Optional[list[list[float]]] = None  # [offsets, spreads] of regression targets
 
     def to_dict(self) -> dict:
         data = {key: getattr(self, key) for key in (
             "task", "features", "targets", "classes", "scale", "offset", "spread", "sequence",
-            "class_weights")}
+            "class_weights", "target_scale")}
         data["columns"] = [column_to_dict(c) for c in self.columns]
         data["ignored"] = dict(self.ignored)
         return data
