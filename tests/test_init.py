@@ -21,6 +21,13 @@ CASES = {
 }
 
 
+def test_regression_targets_are_learned_standardized():
+    config = yaml.safe_load(invoke("init", DATASETS / "regression.csv", "-t", "progression").stdout)
+    assert config["data"]["scale_target"] == "standard"
+    config = yaml.safe_load(invoke("init", DATASETS / "iris.csv", "-t", "species").stdout)
+    assert "scale_target" not in config["data"]
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_the_printed_config_trains(tmp_path, monkeypatch, case):
     """`nnctl init d.csv --target y > d.yaml && nnctl train d.yaml`, run from the folder
@@ -48,12 +55,15 @@ def test_columns_and_class_weights_follow_the_file(tmp_path):
     assert config["data"]["columns"] == {
         "customer_id": "ignore", "signup_date": "datetime", "plan": "categorical",
         "region": "categorical",
-        "city": {"type": "categorical", "encoding": "embedding"},  # 149 categories
+        "city": {"type": "categorical", "encoding": "embedding"},  # 149 > 100 categories
         "age": "numeric", "monthly_spend": "numeric", "support_calls": "numeric",
         "paperless_billing": "binary", "has_partner": "binary"}
-    assert config["training"]["class_weight"] == "balanced"  # 16% yes
-    balanced = yaml.safe_load(invoke("init", DATASETS / "iris.csv", "--target", "species").stdout)
-    assert "class_weight" not in balanced["training"]  # 50 of each: a comment only
+    # weighting classes trades accuracy for the rare class's recall: offered, not chosen
+    assert "class_weight" not in config["training"]
+    assert "# classes are imbalanced (no 84%, yes 16%)" in result.stdout
+    assert "  # class_weight: balanced\n" in result.stdout
+    balanced = invoke("init", DATASETS / "iris.csv", "--target", "species").stdout
+    assert "imbalanced" not in balanced  # 50 of each
 
 
 def test_output_file_paths_are_relative_to_its_folder(tmp_path):
