@@ -56,9 +56,11 @@ def starter_config(data: Path, target: str, config_dir: Path = Path(".")) -> str
     lines += ["  missing: median            # blank numbers: median | mean | zero | error",
               "  missing_indicators: true   # a 0/1 input for each column that had blanks",
               "", "model:", "  layers:",
-              "    - {type: dense, units: 64, activation: relu}",
+              "    # Glorot's init (scikit-learn's MLP uses it too): on small tabular files it",
+              "    # overfits less than He's, nnctl's default for relu layers",
+              "    - {type: dense, units: 64, activation: relu, init: xavier_uniform}",
               "    - {type: dropout, rate: 0.1}",
-              "    - {type: dense, units: 32, activation: relu}"]
+              "    - {type: dense, units: 32, activation: relu, init: xavier_uniform}"]
     counts = as_text(labels).value_counts()
     if task == "regression":
         lines += ["    - {type: dense, units: 1}            # one linear unit: regression",
