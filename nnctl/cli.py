@@ -138,7 +138,10 @@ def eval_(
 
 
 def format_eval(result: dict) -> str:
-    lines = [f"{result['data']}: {result['rows']} rows, checkpoint {result['checkpoint']}"]
+    left_out = result.get("blank_targets")
+    lines = [f"{result['data']}: {result['rows']} rows"
+             + (f" ({left_out} without a target left out)" if left_out else "")
+             + f", checkpoint {result['checkpoint']}"]
     shown = [key for key in ("loss", "accuracy", "balanced_accuracy", "mse", "rmse", "mae", "r2")
              if key in result]
     key_width = max(len(key) for key in shown)

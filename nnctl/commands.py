@@ -317,17 +317,20 @@ def evaluate_run(run_dir: Path, data_path: Optional[Path], which: str = "best") 
     loaded = load_run(run_dir, which)
     config, prep = loaded.config, loaded.preprocessing
     dtype = np.dtype(config.dtype)
+    left_out = 0
     if data_path is None and not config.data.test and isinstance(config.data.validation, float):
         dataset = load_training_data(config.data, config.task, rng_streams(config.seed)["split"],
                                      dtype).validation
         source = f"{config.data.train} (validation split)"
     else:
         path = Path(data_path) if data_path is not None else default_eval_file(config)
-        dataset, notes = load_for_eval(path, prep, dtype)
+        dataset, notes, left_out = load_for_eval(path, prep, dtype)
         warn(notes)
         source = str(path)
     loss = build_loss(config, prep.class_weights)
     result = {"run_dir": str(run_dir), "checkpoint": which, "data": source, "rows": len(dataset)}
+    if left_out:
+        result["blank_targets"] = left_out
     result.update(evaluate(loaded.model, loss, dataset, config.task))
     probabilities = loaded.model.predict(dataset.x)
     result.update(report(config.task, prep, probabilities, dataset.y))

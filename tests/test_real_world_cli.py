@@ -574,6 +574,7 @@ def test_customers_eval_leaves_out_blank_targets(customers_run, tmp_path):
     assert result.exit_code == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["rows"] == len(frame) - len(blanked)
+    assert report["blank_targets"] == len(blanked)
     assert f"warning: {csv}: 5 rows without a target value left out (lines 6, 12, 13, ...)" \
         in result.stderr.splitlines()
     assert sum(map(sum, report["confusion_matrix"])) == len(frame) - len(blanked)

@@ -248,13 +248,16 @@ def _read_for(path: Path, prep: Preprocessing, notes: list[str],
     return _with_targets(frame, path, prep.targets, prep.task, notes, blank_targets)
 
 
-def load_for_eval(path: str | Path, prep: Preprocessing, dtype) -> tuple[Dataset, list[str]]:
-    """A labelled file encoded as training did; notes say what was left out or read as other."""
+def load_for_eval(path: str | Path, prep: Preprocessing, dtype
+                  ) -> tuple[Dataset, list[str], int]:
+    """A labelled file encoded as training did; notes say what was left out or read as
+    other; the count is of the rows left out for a blank target."""
     path = Path(path)
     notes: list[str] = []
-    frame = _read_for(path, prep, notes, {})
+    blank_targets: dict[str, int] = {}
+    frame = _read_for(path, prep, notes, blank_targets)
     dataset, more = prep.dataset(frame, path, dtype)
-    return dataset, notes + more
+    return dataset, notes + more, blank_targets.get(str(path), 0)
 
 
 def load_for_predict(path: str | Path, prep: Preprocessing, dtype, keep: list[str] = ()):
