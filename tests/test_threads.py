@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from nnctl import threads
+from nnctl.layers import Param
 from nnctl.model import Sequential
 from nnctl.optim import OPTIMIZERS
 from cli_helpers import make_problem
@@ -160,3 +161,30 @@ def test_train_records_its_thread_count(tmp_path):
                        capture_output=True)
         (run_dir,) = runs.iterdir()
         assert json.loads((run_dir / "summary.json").read_text())["threads"] == expected
+
+
+def test_each_thread_works_in_cache_sized_blocks_with_the_same_result(with_threads):
+    """A long chunk is updated BLOCK elements at a time (every pass of Adam then stays in
+    cache); element-wise work comes out bit for bit as one call on the whole arrays."""
+    with_threads(1)
+    size = 3 * threads.BLOCK + 7
+    calls = []
+    threads.elementwise(lambda a: calls.append(len(a)), [np.zeros(size)])
+    assert calls == [threads.BLOCK] * 3 + [7]
+
+    rng = np.random.default_rng(0)
+    param, grad = rng.normal(size=size).astype(np.float32), rng.normal(size=size).astype(np.float32)
+    results = []
+    for split in (False, True):
+        optimizer = OPTIMIZERS["adam"]([Param(param.copy())], lr=0.01)
+        state = [param.copy(), grad, np.zeros_like(param), np.zeros_like(param),
+                 np.empty_like(param)]
+        for _ in range(3):
+            optimizer.step_count += 1
+            if split:
+                threads.elementwise(optimizer.update, state)
+            else:
+                optimizer.update(*state)
+        results.append(state[:4])
+    for whole, blocked in zip(*results):
+        assert np.array_equal(whole, blocked)
