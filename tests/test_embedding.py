@@ -383,3 +383,18 @@ def test_model_arrays_keep_layers_and_inputs(tmp_path):
     assert set(model_arrays(arrays)) == {"layers.0.W", "inputs.city.E"}
     np.savez(tmp_path / "w.npz", **arrays)
     assert set(load_weights_file(tmp_path / "w.npz")) == {"layers.0.W", "inputs.city.E"}
+
+
+def test_a_second_backward_leaves_no_rows_of_the_first():
+    """Above ONE_HOT_MAX, backward clears only the rows the previous batch filled; rows used
+    then and not now must read zero."""
+    rng = np.random.default_rng(5)
+    table = Embedding(ONE_HOT_MAX + 40, 3)
+    table.build((), rng, np.float64)
+    for codes in (np.array([1, 2, 2, 50]), np.array([3, 60, 60])):
+        dy = rng.normal(size=(len(codes), 3))
+        table.forward(codes, training=True)
+        table.backward(dy)
+        expected = np.zeros_like(table.E.value)
+        np.add.at(expected, codes, dy)
+        assert np.array_equal(table.E.grad, expected)
