@@ -62,14 +62,15 @@ def prepare(config: Config, quiet: bool = True) -> Session:
     data = load_training_data(config.data, config.task, streams["split"], dtype,
                               check=lambda prep: check_against_data(config, prep),
                               check_columns=lambda columns: check_columns(config, columns))
-    model = build_model(config, data.preprocessing, streams["init"])
-    data.preprocessing.class_weights = class_weights(config, data.preprocessing,
-                                                     data.class_counts)
+    prep = data.preprocessing
+    prep.class_weights = class_weights(config, prep, data.class_counts)
+    model = build_model(config, prep, streams["init"])
     model.use_dropout_rng(streams["dropout"])
     early = build_early_stopping(config)
     checkpoint = config.training.checkpoint
     trainer = Trainer(
-        model=model, loss=build_loss(config, data.preprocessing.class_weights), optimizer=build_optimizer(config, model),
+        model=model, loss=build_loss(config, prep.class_weights),
+        optimizer=build_optimizer(config, model),
         task=config.task, epochs=config.training.epochs,
         batch_size=config.training.batch_size, shuffle=config.training.shuffle,
         shuffle_rng=streams["shuffle"], dropout_rng=streams["dropout"],
