@@ -68,10 +68,14 @@ def detect_type(values) -> tuple[str, str]:
     filled = values.dropna()
     if filled.empty:
         return IGNORE, "every cell is blank"
+    if is_bool_dtype(values.dtype):
+        return BINARY, "true/false values"
+    if is_numeric_dtype(values.dtype):  # decided by the dtype: no need for its distinct values
+        return NUMERIC, "numbers"
     distinct = filled.unique()
-    if is_bool_dtype(values.dtype) or all(isinstance(v, (bool, np.bool_)) for v in distinct):
+    if all(isinstance(v, (bool, np.bool_)) for v in distinct):
         return BINARY, "true/false values"  # an object column of bools had blanks
-    if is_numeric_dtype(values.dtype) or number_share(distinct) >= NUMBER_SHARE:
+    if number_share(distinct) >= NUMBER_SHARE:
         return NUMERIC, "numbers"
     date_format = guess_date_format(distinct)
     if date_format is not None:
