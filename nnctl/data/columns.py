@@ -48,6 +48,15 @@ class Report:
         self.problems.append(cells(self.path, column, lines_of(self.frame, np.flatnonzero(mask)),
                                    one, many, hint))
 
+    def unreadable(self, column: str, mask: np.ndarray, values, kind: str,
+                   expected: str = "") -> None:
+        """Cells that are not a `kind` (number, date), with the setting that reads them."""
+        example = str(values.to_numpy()[mask][0])
+        self.cells(column, mask, f"not a {kind} ({example!r})",
+                   f"are not {kind}s (e.g. {example!r}{expected})",
+                   f"declare it `{column}: categorical` in data.columns to read its values "
+                   "as categories")
+
 
 def cells_are(count: int) -> str:
     return f"{count} cell is" if count == 1 else f"{count} cells are"
@@ -196,11 +205,7 @@ class Numeric(OneInput):
                 dtype=np.float64, na_value=np.nan, copy=True)
             bad = ~np.isfinite(numbers) & values.notna().to_numpy()
             if bad.any():
-                example = values.to_numpy()[bad][0]
-                report.cells(self.name, bad, f"not a number ({str(example)!r})",
-                             f"are not numbers (e.g. {str(example)!r})",
-                             f"declare it `{self.name}: categorical` in data.columns to read "
-                             "its values as categories")
+                report.unreadable(self.name, bad, values, "number")
             numbers[bad] = 0.0  # reported: keep them out of the statistics
         if self.statistic == "error":
             blank = np.isnan(numbers)
@@ -328,11 +333,7 @@ class Datetime:
             stamps = pd.to_datetime(text, format=self.format, errors="coerce", utc=True)
         bad = (stamps.isna() & text.notna()).to_numpy()
         if bad.any():
-            example = text.to_numpy()[bad][0]
-            report.cells(self.name, bad, f"not a date ({example!r})",
-                         f"are not dates (e.g. {example!r}, expected {self.format})",
-                         f"declare it `{self.name}: categorical` in data.columns to read its "
-                         "values as categories")
+            report.unreadable(self.name, bad, text, "date", f", expected {self.format}")
         return stamps.dt.tz_localize(None)
 
     @staticmethod
