@@ -29,8 +29,6 @@ import contextlib
 import csv
 import json
 import os
-import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -40,26 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
-from nnctl.threads import THREAD_VARS, usable_cores
+from common import fmt, machine, nnctl_command, ratio, timed
+from nnctl.threads import usable_cores
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
 CLASSES = 10
 FEATURES = 784
-
-# Runs a command and reports its wall time and peak RSS. A small process of its own does the
-# waiting: the child's maxrss then starts from this helper's few MB, not from the size of the
-# benchmark process (Linux carries the parent's high-water mark across fork + exec).
-TIMER = """
-import json, resource, subprocess, sys, time
-started = time.perf_counter()
-code = subprocess.call(sys.argv[2:])
-wall = time.perf_counter() - started
-peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-with open(sys.argv[1], "w") as f:
-    json.dump({"code": code, "wall": wall, "peak_mb": peak_kb / 1024}, f)
-"""
-
 
 # ---- data -----------------------------------------------------------------------------------
 
@@ -131,32 +116,10 @@ def busy_core():
 
 # ---- nnctl through its front door ------------------------------------------------------------
 
-def nnctl_command() -> list[str]:
-    found = shutil.which("nnctl")
-    return [found] if found else [sys.executable, "-m", "nnctl.cli"]
-
-
-def child_env() -> dict:
-    """The environment for nnctl, without thread variables: --threads decides."""
-    return {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
-
-
-def timed(command: list[str], env: dict, workdir: Path) -> dict:
-    """Run `command`; return its exit code, wall time (s), peak RSS (MB), stdout and stderr."""
-    report = workdir / "timer.json"
-    out, err = workdir / "stdout.txt", workdir / "stderr.txt"
-    with open(out, "wb") as o, open(err, "wb") as e:
-        subprocess.run([sys.executable, "-c", TIMER, str(report), *command],
-                       env=env, stdout=o, stderr=e, check=False)
-    result = json.loads(report.read_text())
-    result["stdout"], result["stderr"] = out.read_text(), err.read_text()
-    return result
-
-
 def run_nnctl(config: Path, workdir: Path, threads: int) -> dict:
     runs = workdir / f"runs-{config.stem}-{threads}"
     result = timed(nnctl_command() + ["train", str(config), "--runs-dir", str(runs), "--quiet",
-                                      "--json", "--threads", str(threads)], child_env(), workdir)
+                                      "--json", "--threads", str(threads)], workdir)
     if result["code"] != 0:
         raise SystemExit(f"nnctl train {config} failed ({result['code']}):\n{result['stderr']}")
     summary = json.loads(result["stdout"].strip().splitlines()[-1])
@@ -178,7 +141,7 @@ def run_nnctl(config: Path, workdir: Path, threads: int) -> dict:
 def help_seconds(repeats: int, workdir: Path) -> float:
     times = []
     for _ in range(repeats):
-        result = timed(nnctl_command() + ["--help"], child_env(), workdir)
+        result = timed(nnctl_command() + ["--help"], workdir)
         times.append(result["wall"])
     return statistics.median(times)
 
@@ -334,41 +297,6 @@ def run_sklearn(x: np.ndarray, y: np.ndarray, batch: int, epochs: int, threads: 
 
 
 # ---- report -------------------------------------------------------------------------------------
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    parts = [f"{cpu}, {os.cpu_count()} cores", f"Python {platform.python_version()}",
-             f"numpy {np.__version__}"]
-    try:
-        from threadpoolctl import threadpool_info
-        blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-        if blas:
-            parts[-1] += f" ({blas[0]['internal_api']} {blas[0]['version']}, " \
-                         f"{blas[0].get('architecture')} kernels)"
-    except ImportError:
-        pass
-    for module in ("torch", "sklearn", "pandas"):
-        try:
-            parts.append(f"{module} {__import__(module).__version__}")
-        except ImportError:
-            parts.append(f"{module} not installed")
-    return "; ".join(parts)
-
-
-def ratio(a: float, b: float | None) -> str:
-    return f"{a / b:.2f}x" if b else "-"
-
-
-def fmt(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

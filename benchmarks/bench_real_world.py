@@ -43,7 +43,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -55,6 +54,8 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+
+from common import nnctl_command
 
 SEEDS = (0, 1, 2)
 TOLERANCE = 0.02
@@ -182,11 +183,6 @@ def split(raw: pd.DataFrame, ds: Dataset, seed: int, folder: Path) -> tuple[Path
 
 
 # ---- nnctl through its front door -------------------------------------------------------------
-
-def nnctl_command() -> list[str]:
-    found = shutil.which("nnctl")
-    return [found] if found else [sys.executable, "-m", "nnctl.cli"]
-
 
 def has_init() -> bool:
     done = subprocess.run(nnctl_command() + ["init", "--help"], capture_output=True, text=True)

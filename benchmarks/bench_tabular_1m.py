@@ -36,16 +36,15 @@ import argparse
 import csv
 import json
 import os
-import platform
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from common import fmt, machine, nnctl_command, ratio, timed
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"
@@ -59,20 +58,6 @@ BLANK_SHARE = 0.05
 MAX_CATEGORIES = 100  # the all-one-hot variant
 HIDDEN = (128, 64)
 BATCH = 256
-
-# Runs a command and reports its wall time and peak RSS. A small process of its own does the
-# waiting: the child's maxrss then starts from this helper's few MB, not from the size of the
-# benchmark process (Linux carries the parent's high-water mark across fork + exec).
-TIMER = """
-import json, resource, subprocess, sys, time
-started = time.perf_counter()
-code = subprocess.call(sys.argv[2:])
-wall = time.perf_counter() - started
-peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-with open(sys.argv[1], "w") as f:
-    json.dump({"code": code, "wall": wall, "peak_mb": peak_kb / 1024}, f)
-"""
-
 
 # ---- data -----------------------------------------------------------------------------------
 
@@ -243,29 +228,6 @@ def child_nnctl(config: str, out: str, profile: str | None = None) -> None:
 
 # ---- running things ----------------------------------------------------------------------------
 
-def nnctl_command() -> list[str]:
-    found = shutil.which("nnctl")
-    return [found] if found else [sys.executable, "-m", "nnctl.cli"]
-
-
-def child_env() -> dict:
-    """The environment for the children, without thread variables: each library decides."""
-    from nnctl.threads import THREAD_VARS
-    return {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
-
-
-def timed(command: list[str], workdir: Path) -> dict:
-    """Run `command`; return its exit code, wall time (s), peak RSS (MB), stdout and stderr."""
-    report = workdir / "timer.json"
-    out, err = workdir / "stdout.txt", workdir / "stderr.txt"
-    with open(out, "wb") as o, open(err, "wb") as e:
-        subprocess.run([sys.executable, "-c", TIMER, str(report), *command],
-                       env=child_env(), stdout=o, stderr=e, check=False)
-    result = json.loads(report.read_text())
-    result["stdout"], result["stderr"] = out.read_text(), err.read_text()
-    return result
-
-
 def run_child(kind: str, args: list[str], workdir: Path) -> dict:
     """One loading in a fresh process: the child's own report plus wall time and peak RSS."""
     out = workdir / f"{kind}.json"
@@ -389,36 +351,6 @@ def print_profile(path: str, top: int) -> None:
 
 
 # ---- report -------------------------------------------------------------------------------------
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    parts = [f"{cpu}, {os.cpu_count()} cores", f"Python {platform.python_version()}",
-             f"numpy {np.__version__}"]
-    import nnctl
-    parts.append(f"nnctl from {Path(nnctl.__file__).parent}")
-    for module in ("pandas", "sklearn", "torch"):
-        try:
-            parts.append(f"{module} {__import__(module).__version__}")
-        except ImportError:
-            parts.append(f"{module} not installed")
-    return "; ".join(parts)
-
-
-def fmt(value: float | None, digits: int = 2) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def ratio(a: float | None, b: float | None) -> str:
-    return f"{a / b:.2f}x" if a is not None and b else "-"
-
 
 def spread(runs: list[dict], key: str, digits: int = 2) -> str:
     values = sorted(r[key] for r in runs if not r.get("failed"))
