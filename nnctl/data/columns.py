@@ -74,13 +74,13 @@ def detect_type(values) -> tuple[str, str]:
 
     if UNNAMED_INDEX.fullmatch(str(values.name)):
         return IGNORE, "pandas' unnamed index column"
-    filled = values.dropna()
-    if filled.empty:
+    if values.count() == 0:
         return IGNORE, "every cell is blank"
     if is_bool_dtype(values.dtype):
         return BINARY, "true/false values"
     if is_numeric_dtype(values.dtype):  # decided by the dtype: no need for its distinct values
         return NUMERIC, "numbers"
+    filled = values.dropna()
     distinct = filled.unique()
     if all(isinstance(v, (bool, np.bool_)) for v in distinct):
         return BINARY, "true/false values"  # an object column of bools had blanks

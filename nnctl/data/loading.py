@@ -109,8 +109,8 @@ def load_training_data(spec, task: str, rng: np.random.Generator, dtype,
 
 def fit_columns(prep: Preprocessing, frame, path: Path, spec, notes: list[str]) -> dict:
     """Decide each feature's type (declared, else detected from the training split) and fit
-    its encoder there; return each column's encoding of the split. Undeclared columns that
-    are left out are named in a note."""
+    its encoder there; return the encodings of the split that cost something to make again
+    (text and dates). Undeclared columns that are left out are named in a note."""
     report = Report(path, frame)
     columns, ignored, encoded = [], {}, {}
     for name in prep.features:
@@ -130,7 +130,9 @@ def fit_columns(prep: Preprocessing, frame, path: Path, spec, notes: list[str]) 
             column.encoding, column.l1, column.l2 = declared.encoding, declared.l1, declared.l2
             options = {"max_categories": declared.max_categories,
                        "min_frequency": declared.min_frequency, "dim": declared.dim}
-        encoded[name] = column.fit(frame[name], report, spec.missing_indicators, **options)
+        outputs = column.fit(frame[name], report, spec.missing_indicators, **options)
+        if kind != NUMERIC:  # numbers are read again in a moment at no cost; text is not
+            encoded[name] = outputs
         columns.append(column)
     if report.problems:
         raise DataError(limit(report.problems, path))

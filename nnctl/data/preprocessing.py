@@ -199,8 +199,9 @@ class Preprocessing:
         ones: list[np.ndarray] = []           # flat positions of one-hot ones
         j, code_column = 0, len(self.inputs)
         for column in self.columns:
-            outputs = encoded.pop(column.name) if encoded else column.encode(frame[column.name],
-                                                                             report)
+            outputs = (encoded or {}).pop(column.name, None)
+            if outputs is None:
+                outputs = column.encode(frame[column.name], report)
             if column.type == CATEGORICAL:
                 if column.encoding == "embedding":
                     filled[code_column] = outputs.astype(dtype)
