@@ -217,6 +217,25 @@ def test_eval_label_never_seen_in_training(trained, tmp_path):
     ]
 
 
+def test_every_unknown_label_is_counted(trained, tmp_path):
+    rows = classification_rows(14)
+    for row in rows:
+        row[-1] = "yak"
+    csv = write_csv(tmp_path / "new.csv", CLASS_HEADER, rows)
+    lines = assert_user_error(invoke("eval", trained, csv))
+    assert len(lines) == 11 and lines[-1] == f"error: {csv}: ... and 4 more problems"
+
+
+def test_sequences_take_numeric_columns_only(tmp_path):
+    rows = "".join(f"{i},{i + 1},{'ab'[i % 2]},{i + 2},{i % 2}\n" for i in range(12))
+    _, csv = regression_case(tmp_path, "a,b,c,d,y\n" + rows)
+    config = write_config(tmp_path / "seq.yaml", dict(
+        REGRESSION, data={**REGRESSION["data"], "sequence": {"steps": 2, "features": 2}},
+        model={"layers": [{"type": "rnn", "units": 3}, {"type": "dense", "units": 1}]}))
+    assert train_errors(config, tmp_path / "runs") == [
+        f"{csv}:1 column 'c': data.sequence reads numeric columns without blanks only"]
+
+
 def test_eval_data_errors(trained, tmp_path):
     csv = write_csv(tmp_path / "nolabel.csv", ["x1", "x2", "x3"], [[1, 2, 3]])
     assert_user_error(invoke("eval", trained, csv),

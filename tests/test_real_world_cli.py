@@ -575,6 +575,9 @@ def test_customers_eval_leaves_out_blank_targets(customers_run, tmp_path):
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["rows"] == len(frame) - len(blanked)
     assert report["blank_targets"] == len(blanked)
+    table = invoke("eval", run_dir, csv)
+    assert table.stdout.splitlines()[0] == \
+        f"{csv}: {len(frame) - len(blanked)} rows (5 without a target left out), checkpoint best"
     assert f"warning: {csv}: 5 rows without a target value left out (lines 6, 12, 13, ...)" \
         in result.stderr.splitlines()
     assert sum(map(sum, report["confusion_matrix"])) == len(frame) - len(blanked)
@@ -617,6 +620,17 @@ def test_train_prints_a_table_with_a_line_per_column(customers_run):
     assert all(len(cells) == 3 for cells in rows.values()), rows  # every row has its detail
     assert "customer_id" in "".join(warnings_of(result.stderr))  # and the ignored one is named
     assert "column" not in result.stdout and result.stdout.strip() == str(run_dir)
+
+
+def test_runs_show_prints_the_same_table_from_the_run(customers_run):
+    _, run_dir, result = customers_run
+    shown = invoke("runs", "show", run_dir)
+    assert shown.exit_code == 0, shown.stderr
+    columns = shown.stdout.split("\ncolumns\n")[1].split("\n\n")[0]
+    assert table_rows(columns) == table_rows(result.stderr)
+    assert (run_dir / "train.log").read_text().count("customer_id") >= 1
+    rows = summary(run_dir)["rows"]
+    assert f"rows       {rows['train']} train, {rows['validation']} validation" in shown.stdout
 
 
 def test_quiet_train_prints_no_table(tmp_path):
