@@ -266,6 +266,8 @@ BINARY_PAIRS = {  # column -> (its two values, the one read as 1)
     "sex": (["M", "F"], "M"),             # no yes-like word: the later in sorted order
     "ab": (["b", "a"], "b"),
     "level": (["low", "high"], "low"),
+    "true_or_unknown": (["unknown", "true"], "true"),  # a yes-like word is 1 whatever beside it
+    "unknown_or_no": (["no", "unknown"], "unknown"),   # else the value beside a no-like word
 }
 
 
