@@ -369,3 +369,18 @@ def test_text_classes_take_the_label_by_label_path(tmp_path):
     prep = Preprocessing(task="binary", features=[], targets=["y"], classes=["0", "1"])
     np.testing.assert_array_equal(prep.encode_targets(frame, tmp_path / "f.csv", np.float32),
                                   [[1.0], [0.0], [1.0]])
+
+
+def test_preprocessing_saved_before_column_types_still_loads(tmp_path):
+    """A checkpoint's preprocessing from before column types (every feature a number) reads
+    as numeric columns and encodes a file as it did."""
+    old = {"task": "regression", "features": ["a", "b"], "targets": ["y"], "classes": [],
+           "scale": "standard", "offset": [1.0, 10.0], "spread": [2.0, 5.0], "sequence": None}
+    prep = Preprocessing.from_dict(old)
+    assert [c.type for c in prep.columns] == ["numeric", "numeric"]
+    frame = pd.DataFrame({"a": [1.0, 3.0], "b": [10.0, 0.0]})
+    x, notes = prep.encode_inputs(frame, tmp_path / "f.csv", np.float64)
+    np.testing.assert_array_equal(x, [[0.0, 0.0], [1.0, -2.0]])
+    assert notes == []
+    with pytest.raises(ValueError):  # a scaler that does not fit the columns is refused
+        Preprocessing.from_dict(dict(old, offset=[1.0]))
