@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from common import fmt, machine, nnctl_command, ratio, timed
-from nnctl.threads import usable_cores
+from nnctl.nn.threads import usable_cores
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / ".cache"

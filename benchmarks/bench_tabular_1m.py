@@ -396,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
             child_nnctl(config, out, profile)
         return 0
 
-    from nnctl.threads import usable_cores
+    from nnctl.nn.threads import usable_cores
 
     rows = args.rows or (100_000 if args.quick else 1_000_000)
     repeats = args.repeats or (1 if args.quick else 3)

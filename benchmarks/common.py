@@ -35,7 +35,7 @@ def nnctl_command() -> list[str]:
 def child_env() -> dict:
     """The environment for the children, without thread variables: --threads (or each
     library) decides."""
-    from nnctl.threads import THREAD_VARS
+    from nnctl.nn.threads import THREAD_VARS
 
     return {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
 

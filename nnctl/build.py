@@ -11,10 +11,10 @@ from .config import Config, DenseSpec, PlateauSchedule, label_text, monitor_mode
 from .data import Preprocessing
 from .data.columns import FALSE_WORDS, TRUE_WORDS
 from .errors import ConfigError
-from .losses import Loss, get_loss
-from .model import Sequential
-from .optim import OPTIMIZERS, Optimizer
-from .schedules import SCHEDULES, Schedule
+from .nn.losses import Loss, get_loss
+from .nn.model import Sequential
+from .nn.optim import OPTIMIZERS, Optimizer
+from .nn.schedules import SCHEDULES, Schedule
 from .train import EarlyStopping
 
 STREAMS = ("init", "split", "shuffle", "dropout")

@@ -59,7 +59,7 @@ def user_errors(func):
 
 def use_threads(threads: Optional[int]) -> None:
     """Settle the thread count before NumPy loads: OpenBLAS reads it only then."""
-    from .threads import configure
+    from .nn.threads import configure
 
     configure(threads)
 
@@ -84,7 +84,7 @@ def train(
 ):
     """Train a model from CONFIG into a new run directory, and print its path."""
     use_threads(threads)
-    from . import commands
+    from . import api
     from .config import load_config
 
     if resume is not None:
@@ -94,7 +94,7 @@ def train(
         if given:
             fail([f"--resume continues a run with its saved config; {', '.join(given)} "
                   "cannot be combined with it"])
-        result = commands.resume(resume, quiet=quiet)
+        result = api.resume(resume, quiet=quiet)
     else:
         if config is None:
             fail(["missing CONFIG (or --resume RUN_DIR)"])
@@ -107,7 +107,7 @@ def train(
                       "starting with a letter or digit"])
             overrides.append(f"name={run_name}")
         cfg = load_config(config, overrides)
-        result = commands.train(cfg, runs_dir, quiet=quiet, init_weights=init_weights)
+        result = api.train(cfg, runs_dir, quiet=quiet, init_weights=init_weights)
     typer.echo(str(result.run_dir))
     if result.summary.get("message"):
         typer.echo(f"error: {result.summary['message']}", err=True)
@@ -127,10 +127,10 @@ def eval_(
 ):
     """Evaluate a run's checkpoint on a CSV file with the target column(s)."""
     use_threads(threads)
-    from . import commands
+    from . import api
     from .runs import checkpoint_stem
 
-    result = commands.evaluate_run(run_dir, data, checkpoint_stem(checkpoint))
+    result = api.evaluate_run(run_dir, data, checkpoint_stem(checkpoint))
     if json_:
         echo_json(result)
     else:
@@ -183,11 +183,11 @@ def predict(
 ):
     """Predict every row of INPUT_CSV (no target column needed), in input order."""
     use_threads(threads)
-    from . import commands
+    from . import api
     from .checkpoint import atomic_write
     from .runs import checkpoint_stem
 
-    frame = commands.predict(run_dir, input_csv, checkpoint_stem(checkpoint), keep)
+    frame = api.predict(run_dir, input_csv, checkpoint_stem(checkpoint), keep)
     text = frame.to_csv(index=False, float_format="%.6g")
     if output is None:
         sys.stdout.write(text)

@@ -69,7 +69,7 @@ def plot_runs(run_dirs: list[Path], output: Path, confusion: bool = False) -> Pa
         histories.append(history)
     evaluation = None
     if confusion:
-        from .commands import evaluate_run
+        from .api import evaluate_run
 
         evaluation = evaluate_run(run_dirs[0], None, "best")
         if "confusion_matrix" not in evaluation:

@@ -43,7 +43,7 @@ from .config import (
 from .errors import ConfigError
 from .listing import format_table, format_value
 from .runs import create_run_dir
-from .threads import usable_cores
+from .nn.threads import usable_cores
 
 EXIT_TRIALS_FAILED = 4  # 1 is an internal error, 2 a bad sweep file, 3 a diverged `train`
 SUCCESS = ("completed", "early_stopped")

@@ -14,11 +14,11 @@ from typing import Optional, Protocol
 import numpy as np
 
 from .data import Dataset, batches
-from .losses import Loss
-from .model import Sequential
+from .nn.losses import Loss
+from .nn.model import Sequential
 from .progress import Silent
-from .optim import Optimizer, clip_grad_norm, clip_grad_value, grad_norm
-from .schedules import Schedule, improved
+from .nn.optim import Optimizer, clip_grad_norm, clip_grad_value, grad_norm
+from .nn.schedules import Schedule, improved
 
 
 class Diverged(Exception):

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 # Tests run many nnctl processes side by side, so each computes with one thread (see
-# nnctl.threads), set before numpy loads; the subprocesses inherit it.
+# nnctl.nn.threads), set before numpy loads; the subprocesses inherit it.
 for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")
 

@@ -183,7 +183,7 @@ def wait_for_run_file(runs_dir: Path, relative: str, proc: subprocess.Popen,
 class InterruptingProgress:
     """A progress reporter that sends SIGINT to this process after a chosen batch (1-based,
     counted within the epoch, `epoch` 1-based) of a chosen epoch, so the real signal handler
-    of nnctl.commands.stop_on_signals runs."""
+    of nnctl.api.stop_on_signals runs."""
 
     def __init__(self, epoch: int, batch: int, signum: int = signal.SIGINT):
         self.epoch, self.target_batch, self.signum = epoch, batch, signum
@@ -208,7 +208,7 @@ class InterruptingProgress:
 
 def interrupt_at(monkeypatch, epoch: int, batch: int, signum: int = signal.SIGINT):
     """Make the next training in this process interrupt itself at (epoch, batch)."""
-    import nnctl.commands
+    import nnctl.api
 
     reporters = []
 
@@ -217,7 +217,7 @@ def interrupt_at(monkeypatch, epoch: int, batch: int, signum: int = signal.SIGIN
         reporters.append(reporter)
         return reporter
 
-    monkeypatch.setattr(nnctl.commands, "choose", choose)
+    monkeypatch.setattr(nnctl.api, "choose", choose)
     return reporters
 
 

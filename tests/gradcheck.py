@@ -7,7 +7,7 @@ from typing import Callable
 
 import numpy as np
 
-from nnctl.activations import softmax
+from nnctl.nn.activations import softmax
 
 EPS = 1e-6  # central-difference step
 TOL = 1e-6  # largest relative error a gradient check accepts

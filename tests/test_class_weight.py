@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from gradcheck import TOL, loss_inputs, numerical_grad, rel_error
 
-from nnctl.activations import sigmoid, softmax
-from nnctl.commands import report
-from nnctl.losses import BinaryCrossentropy, CategoricalCrossentropy, get_loss
+from nnctl.nn.activations import sigmoid, softmax
+from nnctl.api import report
+from nnctl.nn.losses import BinaryCrossentropy, CategoricalCrossentropy, get_loss
 
 K = 4
 CLASS_WEIGHT = np.array([0.5, 2.0, 1.0, 3.5])

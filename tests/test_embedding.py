@@ -9,11 +9,11 @@ import pytest
 from gradcheck import TOL, numerical_grad, rel_error
 
 from nnctl.checkpoint import load_weights_file, model_arrays
-from nnctl.layers import Embedding, EmbeddingInputs, LAYERS
-from nnctl.layers.embedding import ONE_HOT_MAX
-from nnctl.losses import get_loss
-from nnctl.model import Sequential
-from nnctl.optim import SGD, Adam, clip_grad_norm, contiguous
+from nnctl.nn.layers import Embedding, EmbeddingInputs, LAYERS
+from nnctl.nn.layers.embedding import ONE_HOT_MAX
+from nnctl.nn.losses import get_loss
+from nnctl.nn.model import Sequential
+from nnctl.nn.optim import SGD, Adam, clip_grad_norm, contiguous
 
 CCE = get_loss("categorical_crossentropy")
 FEATURES = 3

@@ -22,7 +22,7 @@ from fault_helpers import (
     DATASETS, cli, dropout_config, make_classification_csv, only_run, run_dirs, write_yaml,
 )
 from nnctl.checkpoint import load_checkpoint
-from nnctl.commands import prepare
+from nnctl.api import prepare
 from nnctl.config import Config, load_config
 from nnctl.errors import CheckpointError, UserError
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from gradcheck import TOL, loss_inputs, numerical_grad, rel_error
 
-from nnctl.activations import ACTIVATIONS, get_activation
-from nnctl.layers import Dense, Dropout
-from nnctl.losses import LOSSES, get_loss
-from nnctl.model import Sequential
+from nnctl.nn.activations import ACTIVATIONS, get_activation
+from nnctl.nn.layers import Dense, Dropout
+from nnctl.nn.losses import LOSSES, get_loss
+from nnctl.nn.model import Sequential
 
 FUSED_LOSSES = sorted(name for name, cls in LOSSES.items() if cls.fused_activation)
 PENALTIES = [(0.0, 0.0), (0.1, 0.0), (0.0, 0.1), (0.05, 0.2)]  # (l1, l2)

@@ -13,12 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
-from nnctl.activations import ReLU, Sigmoid, Softmax, Tanh, get_activation
-from nnctl.init import INITIALIZERS, get_initializer
-from nnctl.layers import Dense, Param
-from nnctl.losses import LOSSES, get_loss
-from nnctl.model import Sequential
-from nnctl.optim import OPTIMIZERS, clip_grad_norm, clip_grad_value
+from nnctl.nn.activations import ReLU, Sigmoid, Softmax, Tanh, get_activation
+from nnctl.nn.init import INITIALIZERS, get_initializer
+from nnctl.nn.layers import Dense, Param
+from nnctl.nn.losses import LOSSES, get_loss
+from nnctl.nn.model import Sequential
+from nnctl.nn.optim import OPTIMIZERS, clip_grad_norm, clip_grad_value
 
 CCE = get_loss("categorical_crossentropy")
 BCE = get_loss("binary_crossentropy")

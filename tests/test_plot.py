@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from nnctl import commands
+from nnctl import api
 from nnctl.cli import app
 from nnctl.config import load_config
 from nnctl.plots import labels_for, main_metric
@@ -35,9 +35,9 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("plot")
     (root / "iris.yaml").write_text(IRIS)
     (root / "regression.yaml").write_text(REGRESSION)
-    made = [commands.train(load_config(root / "iris.yaml", [f"optimizer.lr={lr}", "name=iris"]),
+    made = [api.train(load_config(root / "iris.yaml", [f"optimizer.lr={lr}", "name=iris"]),
                            root / "runs", quiet=True).run_dir for lr in (0.05, 0.01, 0.002)]
-    regression = commands.train(load_config(root / "regression.yaml"), root / "runs",
+    regression = api.train(load_config(root / "regression.yaml"), root / "runs",
                                 quiet=True).run_dir
     return made, regression
 

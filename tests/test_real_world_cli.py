@@ -222,12 +222,12 @@ def test_folded_training_values_are_not_announced_as_unseen(shop_run):
 
 
 def embeddings_supported() -> bool:
-    from nnctl.model import Sequential
+    from nnctl.nn.model import Sequential
     return "embeddings" in inspect.signature(Sequential.from_specs).parameters
 
 
 @pytest.mark.skipif(not embeddings_supported(),
-                    reason="nnctl.model.Sequential.from_specs has no `embeddings` parameter yet: "
+                    reason="nnctl.nn.model.Sequential.from_specs has no `embeddings` parameter yet: "
                     "the embedding engine has not landed")
 def test_embedding_table_in_the_checkpoint_has_a_row_per_category_blank_and_other(tmp_path):
     rows = blank(shop_rows(100), "city", {4, 40})

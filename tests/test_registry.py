@@ -6,12 +6,12 @@ import pytest
 from pydantic import TypeAdapter
 
 from nnctl import config
-from nnctl.activations import ACTIVATIONS
-from nnctl.init import DENSE_INITIALIZERS, INITIALIZERS
-from nnctl.layers import LAYERS
-from nnctl.losses import LOSSES
-from nnctl.optim import OPTIMIZERS
-from nnctl.schedules import SCHEDULES
+from nnctl.nn.activations import ACTIVATIONS
+from nnctl.nn.init import DENSE_INITIALIZERS, INITIALIZERS
+from nnctl.nn.layers import LAYERS
+from nnctl.nn.losses import LOSSES
+from nnctl.nn.optim import OPTIMIZERS
+from nnctl.nn.schedules import SCHEDULES
 
 
 def union_tags(annotated) -> set[str]:

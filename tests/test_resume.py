@@ -3,8 +3,8 @@ checkpoint, and an interrupted run resumed to the end is bit-identical to the sa
 interrupted (dropout masks, shuffling, optimizer state, schedules, metrics included).
 
 Interruptions are made deterministic in-process: a progress reporter (installed by
-monkeypatching nnctl.commands.choose) sends SIGINT/SIGTERM to this process at a chosen batch,
-so the real handler of nnctl.commands.stop_on_signals stops the trainer."""
+monkeypatching nnctl.api.choose) sends SIGINT/SIGTERM to this process at a chosen batch,
+so the real handler of nnctl.api.stop_on_signals stops the trainer."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-import nnctl.commands
+import nnctl.api
 from fault_helpers import (
     assert_clean_failure, assert_same_arrays, cli, dropout_config, interrupt_at, metrics_rows,
     npz_arrays, only_run, run_dirs, snapshot, summary, temp_files, write_yaml,
@@ -27,7 +27,7 @@ import yaml
 
 
 def silence(monkeypatch):
-    monkeypatch.setattr(nnctl.commands, "choose", lambda quiet, *a, **k: Silent())
+    monkeypatch.setattr(nnctl.api, "choose", lambda quiet, *a, **k: Silent())
 
 
 def train(config, runs_dir, *extra):
@@ -200,7 +200,7 @@ def test_resume_of_a_run_without_checkpoint_starts_from_the_beginning(tmp_path, 
     def killed_before_first_epoch(session, run, started, previous_seconds):
         raise SystemExit(137)
 
-    monkeypatch.setattr(nnctl.commands, "_fit", killed_before_first_epoch)
+    monkeypatch.setattr(nnctl.api, "_fit", killed_before_first_epoch)
     result = train(config, tmp_path / "runs")
     assert result.exit_code == 137
     monkeypatch.undo()

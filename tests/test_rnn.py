@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from gradcheck import numerical_grad, rel_error
-from nnctl.layers import LAYERS, RNN
-from nnctl.losses import get_loss
-from nnctl.model import Sequential
-from nnctl.optim import OPTIMIZERS
+from nnctl.nn.layers import LAYERS, RNN
+from nnctl.nn.losses import get_loss
+from nnctl.nn.model import Sequential
+from nnctl.nn.optim import OPTIMIZERS
 from torch_rnn import nnctl_arrays, torch_twin
 
 N, T, F, UNITS = 3, 5, 4, 6

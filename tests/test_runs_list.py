@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from nnctl import commands
+from nnctl import api
 from nnctl.cli import app
 from nnctl.config import load_config
 from nnctl.listing import differing_keys, flatten
@@ -33,7 +33,7 @@ def runs(tmp_path_factory):
     made = {}
     for sub, name, overrides in RUNS:
         cfg = load_config(config, overrides + [f"name={name}"])
-        made[name] = commands.train(cfg, root / "runs" / sub, quiet=True)
+        made[name] = api.train(cfg, root / "runs" / sub, quiet=True)
     return root / "runs", made
 
 

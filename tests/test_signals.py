@@ -124,7 +124,7 @@ def test_two_sigints_stop_at_once_and_the_run_still_resumes(tmp_path):
 FORK_SERVER = r"""
 import json, os, sys
 import numpy, pandas
-import nnctl.cli, nnctl.commands, nnctl.data
+import nnctl.cli, nnctl.api, nnctl.data
 for line in sys.stdin:
     request = json.loads(line)
     pid = os.fork()

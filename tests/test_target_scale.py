@@ -11,9 +11,9 @@ import numpy as np
 from gradcheck import TOL, numerical_grad, rel_error
 
 from cli_helpers import invoke, train, write_config, write_csv
-from nnctl.losses import get_loss
-from nnctl.model import Sequential
-from nnctl.optim import Adam
+from nnctl.nn.losses import get_loss
+from nnctl.nn.model import Sequential
+from nnctl.nn.optim import Adam
 
 SPECS = [{"type": "dense", "units": 6, "activation": "tanh"}, {"type": "dense", "units": 2}]
 OFFSET, SPREAD = np.array([500.0, -3.0]), np.array([400.0, 0.5])

@@ -1,4 +1,4 @@
-"""nnctl.threads: the thread count, and element-wise updates split across threads."""
+"""nnctl.nn.threads: the thread count, and element-wise updates split across threads."""
 
 import json
 import os
@@ -9,10 +9,10 @@ import threading
 import numpy as np
 import pytest
 
-from nnctl import threads
-from nnctl.layers import Param
-from nnctl.model import Sequential
-from nnctl.optim import OPTIMIZERS
+from nnctl.nn import threads
+from nnctl.nn.layers import Param
+from nnctl.nn.model import Sequential
+from nnctl.nn.optim import OPTIMIZERS
 from cli_helpers import make_problem
 
 
@@ -98,7 +98,7 @@ def run_python(code: str, **env: str) -> dict:
 
 REPORT = """
 import json, os, sys
-from nnctl import threads
+from nnctl.nn import threads
 count = threads.configure({arg})
 print(json.dumps({{"count": count, "elementwise": threads.count(),
                   "env": {{v: os.environ.get(v) for v in threads.THREAD_VARS}},
@@ -127,7 +127,7 @@ def test_blas_runs_the_configured_number_of_threads():
     """What OpenBLAS itself reports, through its C API, after `nnctl --threads`' setup."""
     code = """
 import ctypes, json, sys
-from nnctl import threads
+from nnctl.nn import threads
 threads.configure(int(sys.argv[1]))
 import glob, os
 import numpy as np

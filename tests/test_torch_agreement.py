@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from gradcheck import loss_inputs, rel_error
 
-from nnctl.layers import Param
-from nnctl.losses import LOSSES, get_loss
-from nnctl.model import Sequential
-from nnctl.optim import OPTIMIZERS, clip_grad_norm, clip_grad_value
+from nnctl.nn.layers import Param
+from nnctl.nn.losses import LOSSES, get_loss
+from nnctl.nn.model import Sequential
+from nnctl.nn.optim import OPTIMIZERS, clip_grad_norm, clip_grad_value
 
 torch = pytest.importorskip("torch")
 

@@ -32,7 +32,7 @@ from .runs import (
     read_metrics, read_summary, rng_state_from, versions,
 )
 from .train import Diverged, Trainer, evaluate
-from . import threads
+from .nn import threads
 
 EXIT_DIVERGED = 3
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
