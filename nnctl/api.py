@@ -1,19 +1,27 @@
-"""What the commands do, as plain functions: train (and resume), evaluate, predict.
+"""nnctl from Python, and the one path the command line takes too: train (and resume) a run,
+load one, evaluate and predict with it.
 
-The CLI parses arguments and maps exceptions to exit codes; everything else happens here:
-config -> data + model + optimizer -> trainer -> run directory.
+    >>> import nnctl
+    >>> run = nnctl.train("configs/iris.yaml", overrides={"optimizer.lr": 0.01})
+    >>> run.predict("datasets/iris.csv").head()
+
+Inside, the data flows one way: config -> data + model + optimizer -> trainer -> run directory.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
 
@@ -24,25 +32,24 @@ from .build import (
 from .checkpoint import load_weights_file, model_arrays, remove_temp_files
 from .config import Config, load_config, monitor_mode
 from .data import Preprocessing, TrainingData, load_for_eval, load_for_predict, load_training_data
-from .errors import CheckpointError, UserError
+from .errors import CheckpointError, ConfigError, UserError
 from .listing import column_table
 from .progress import choose
 from .runs import (
-    RNG_KEYS, Run, command_line, create_run_dir, epoch_checkpoints, open_run, read_checkpoint,
-    read_metrics, read_summary, rng_state_from, versions,
+    RNG_KEYS, RunRecorder, checkpoint_stem, command_line, create_run_dir, epoch_checkpoints,
+    open_run, read_checkpoint, read_metrics, read_summary, rng_state_from, versions,
 )
 from .train import Diverged, Trainer, evaluate
 from .nn import threads
 
-EXIT_DIVERGED = 3
-EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+if TYPE_CHECKING:
+    import pandas as pd
 
+PathLike = Union[str, "os.PathLike[str]"]
+Data = Union["pd.DataFrame", PathLike]  # a DataFrame, or the path of a CSV file
+Overrides = Union[Mapping[str, Any], Sequence[str], None]
 
-@dataclass
-class TrainResult:
-    run_dir: Path
-    summary: dict
-    exit_code: int
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # stop after the batch, save, mark interrupted
 
 
 @dataclass
@@ -90,32 +97,59 @@ def load_init_weights(session: Session, path: Path) -> None:
         raise CheckpointError(f"{path}: does not fit the model: {exc}") from None
 
 
-def train(config: Config, runs_dir: Path, quiet: bool = False,
-          init_weights: Optional[Path] = None) -> TrainResult:
-    session = prepare(config, quiet)
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def train(config: Union[PathLike, Mapping[str, Any]], overrides: Overrides = None,
+          runs_dir: PathLike = "runs", seed: Optional[int] = None, quiet: bool = True, *,
+          run_name: Optional[str] = None, init_weights: Optional[PathLike] = None) -> Run:
+    """Train a model from a config (a YAML file or a dict of the same keys) into a new run
+    directory below `runs_dir`, and return the run.
+
+    `overrides` changes values by dotted path, as `nnctl train --set` does; `seed` and
+    `run_name` replace the config's. A run that diverges or is interrupted is returned too:
+    check `run.status`. Bad configs and data raise ConfigError / DataError before anything
+    is written.
+
+        >>> run = nnctl.train("configs/iris.yaml", overrides={"optimizer.lr": 0.01}, seed=1)
+        >>> run.status, run.summary["best"]["val_accuracy"]
+        ('completed', 0.9666666666666667)
+    """
+    if run_name is not None and not RUN_NAME.fullmatch(run_name):
+        raise UserError(f"run name {run_name!r}: use letters, digits, '.', '_' and '-', "
+                        "starting with a letter or digit")
+    items: list = list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides or ())
+    items += [(key, value) for key, value in (("seed", seed), ("name", run_name)) if value is not None]
+    cfg = load_config(config, items)
+    session = prepare(cfg, quiet)
     if init_weights is not None:
-        load_init_weights(session, init_weights)
-    run_dir = create_run_dir(runs_dir, config.name)
-    run = Run(run_dir, session.data.preprocessing.to_dict(), config.training.checkpoint.keep_last)
-    run.write_config(config.to_yaml())
+        load_init_weights(session, Path(init_weights))
+    run = RunRecorder(create_run_dir(Path(runs_dir), cfg.name), session.data.preprocessing.to_dict(),
+                      cfg.training.checkpoint.keep_last)
+    run.write_config(cfg.to_yaml())
     run.log(f"started: {command_line()}")
     columns = session.data.preprocessing.column_table()
     run.log("columns:\n" + column_table(columns))
     if not quiet:
         print(column_table(columns, sys.stderr), file=sys.stderr)
     warn(session.data.notes, run)
-    return _fit(session, run, started=time.time(), previous_seconds=0.0)
+    _fit(session, run, started=time.time(), previous_seconds=0.0)
+    return Run(run.path)
 
 
-def resume(run_dir: Path, quiet: bool = False) -> TrainResult:
-    """Continue a run in its own directory from its last checkpoint, exactly."""
-    run_dir = open_run(run_dir)
+def resume(run_dir: PathLike, quiet: bool = True) -> Run:
+    """Continue an interrupted run in its own directory from its last checkpoint, exactly as
+    if it had not stopped (a finished run is returned as it is).
+
+        >>> run = nnctl.resume("runs/iris-20261123-003018-c925")
+    """
+    run_dir = open_run(Path(run_dir))
     summary = read_summary(run_dir) or {}
     if summary.get("status") in ("completed", "early_stopped"):
-        return TrainResult(run_dir, summary, 0)
+        return Run(run_dir)
     config = load_config(run_dir / "config.yaml")
     session = prepare(config, quiet)
-    run = Run(run_dir, session.data.preprocessing.to_dict(), config.training.checkpoint.keep_last)
+    run = RunRecorder(run_dir, session.data.preprocessing.to_dict(), config.training.checkpoint.keep_last)
     remove_temp_files(run.checkpoints)
     remove_temp_files(run.path)
     resumed_from = None
@@ -125,11 +159,114 @@ def resume(run_dir: Path, quiet: bool = False) -> TrainResult:
         resumed_from = meta["epoch"]
     run.log(f"resumed from epoch {resumed_from or 0}, batch {session.trainer.batch}: "
             f"{command_line()}")
-    return _fit(session, run, started=time.time(),
-                previous_seconds=float(summary.get("wall_seconds", 0.0)))
+    _fit(session, run, started=time.time(), previous_seconds=float(summary.get("wall_seconds", 0.0)))
+    return Run(run_dir)
 
 
-def _restore(session: Session, run: Run, arrays: dict, meta: dict) -> None:
+def load(run_dir: PathLike, checkpoint: str = "best") -> Run:
+    """A finished (or interrupted) run, with the weights of its `best` or `last` checkpoint
+    loaded and checked, ready to predict and evaluate.
+
+        >>> run = nnctl.load("runs/iris-20261123-003018-c925")
+        >>> run.predict(pd.DataFrame({"sepal_length": [5.1], ...}))
+    """
+    run = Run(run_dir, checkpoint)
+    run._loaded  # load now, so a missing or broken checkpoint is reported here
+    return run
+
+
+class Run:
+    """A run directory: its config, metrics and summary, and its model for predictions.
+
+    Data for `predict`, `predict_proba` and `evaluate` is a DataFrame or the path of a CSV
+    file with the feature columns (and the targets, to evaluate), read as `nnctl predict`
+    reads files: in any column order, blank cells as training filled them, categories not
+    seen in training as "other".
+    """
+
+    def __init__(self, path: PathLike, checkpoint: str = "best"):
+        self.path = open_run(Path(path))
+        self.checkpoint = checkpoint_stem(checkpoint)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, status={self.status!r}, checkpoint={self.checkpoint!r})"
+
+    @cached_property
+    def config(self) -> Config:
+        """The resolved config the run was trained with (overrides applied)."""
+        return load_config(self.path / "config.yaml")
+
+    @property
+    def summary(self) -> dict:
+        """summary.json: status, epochs, the best and final metrics, test metrics, timings."""
+        return read_summary(self.path) or {}
+
+    @property
+    def status(self) -> Optional[str]:
+        """completed, early_stopped, diverged, interrupted, failed; None while it runs."""
+        return self.summary.get("status")
+
+    @property
+    def metrics(self) -> "pd.DataFrame":
+        """metrics.csv as a DataFrame: one row per epoch."""
+        import pandas as pd
+
+        return pd.DataFrame(read_metrics(self.path))
+
+    @cached_property
+    def _loaded(self) -> Loaded:
+        return load_run(self.path, self.checkpoint, self.config)
+
+    @property
+    def model(self):
+        """The checkpoint's network (nnctl.nn.model.Sequential): `model.predict(x)` on an
+        encoded input array."""
+        return self._loaded.model
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The fitted preprocessing that turns data into the model's input array."""
+        return self._loaded.preprocessing
+
+    @property
+    def classes(self) -> list:
+        """The class labels, in the order of predict_proba's columns ([] for regression)."""
+        return list(self.preprocessing.classes)
+
+    def predict(self, data: Data, keep: Sequence[str] = ()) -> "pd.DataFrame":
+        """Predictions for every row, in order, with the columns `nnctl predict` writes:
+        `pred_<target>` (the label, or the value) and `prob_<class>` per class; `keep`
+        copies input columns through.
+
+            >>> run.predict("datasets/iris.csv", keep=["id"]).head()
+        """
+        return predict(self._loaded, data, list(keep))
+
+    def predict_proba(self, data: Data) -> np.ndarray:
+        """Class probabilities, shape (rows, classes), columns in `run.classes` order (for
+        several 0/1 targets: each one's probability of 1, in the config's target order).
+
+            >>> run.predict_proba(frame).argmax(axis=1)
+        """
+        loaded = self._loaded
+        if loaded.preprocessing.task == "regression":
+            raise UserError(f"{self.path}: a regression run has no probabilities; use predict")
+        x, _ = _inputs(loaded, data)
+        out = loaded.model.predict(x).astype(np.float64)
+        if loaded.preprocessing.task == "binary" and loaded.preprocessing.classes:
+            return np.column_stack([1 - out[:, 0], out[:, 0]])
+        return out
+
+    def evaluate(self, data: Optional[Data] = None) -> dict:
+        """Loss and metrics on labelled data (by default the run's test data, else its
+        validation data): the numbers of `nnctl eval --json`.
+
+            >>> run.evaluate("datasets/iris_test.csv")["accuracy"]
+        """
+        return evaluate_run(self.path, self._loaded, data)
+
+
+def _restore(session: Session, run: RunRecorder, arrays: dict, meta: dict) -> None:
     trainer = session.trainer
     if meta.get("preprocessing") != session.data.preprocessing.to_dict():
         raise CheckpointError(f"{run.checkpoints / 'last.json'}: the training data no longer "
@@ -152,7 +289,7 @@ def _restore(session: Session, run: Run, arrays: dict, meta: dict) -> None:
         trainer.early_best_weights = _weights_of_epoch(run, early.best_epoch)
 
 
-def _weights_of_epoch(run: Run, epoch: int) -> Optional[dict]:
+def _weights_of_epoch(run: RunRecorder, epoch: int) -> Optional[dict]:
     """Weights saved at the end of `epoch`, from `best` or a kept epoch checkpoint."""
     candidates = ["best"] + [stem for number, stem in epoch_checkpoints(run.checkpoints)
                              if number == epoch]
@@ -182,7 +319,7 @@ def stop_on_signals(trainer: Trainer):
         trainer.stop_requested = True
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    previous = {s: signal.signal(s, handler) for s in EXIT_SIGNAL}
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try:
         yield received
     finally:
@@ -190,7 +327,7 @@ def stop_on_signals(trainer: Trainer):
             signal.signal(s, h)
 
 
-def _fit(session: Session, run: Run, started: float, previous_seconds: float) -> TrainResult:
+def _fit(session: Session, run: RunRecorder, started: float, previous_seconds: float) -> None:
     trainer, data, config = session.trainer, session.data, session.config
     trainer.callback = run
     summary = {"name": config.name, "run_dir": str(run.path), "seed": config.seed,
@@ -204,7 +341,6 @@ def _fit(session: Session, run: Run, started: float, previous_seconds: float) ->
     prep = data.preprocessing
     if prep.class_weights is not None:
         summary["class_weight"] = {str(c): w for c, w in zip(prep.classes, prep.class_weights)}
-    exit_code = 0
     try:
         with stop_on_signals(trainer) as received:
             try:
@@ -212,12 +348,11 @@ def _fit(session: Session, run: Run, started: float, previous_seconds: float) ->
             except Diverged as exc:
                 status, summary["message"] = "diverged", str(exc)
                 run.log(f"diverged: {exc}")
-                exit_code = EXIT_DIVERGED
             if status == "interrupted":
                 if trainer.batch:
                     run.save(trainer, ["last"])  # mid-epoch: the next resume starts here
                 signum = received[0] if received else signal.SIGINT
-                exit_code = EXIT_SIGNAL.get(signum, 130)
+                summary["signal"] = signal.Signals(signum).name
                 run.log(f"interrupted by {signal.Signals(signum).name} at epoch "
                         f"{trainer.epoch + 1}, batch {trainer.batch}; saved checkpoints/last")
     except BaseException as exc:
@@ -233,7 +368,6 @@ def _fit(session: Session, run: Run, started: float, previous_seconds: float) ->
         summary["test"] = _test_metrics(session, run)
     run.write_summary(summary)
     run.log(f"{status} after {trainer.epoch} epochs")
-    return TrainResult(run.path, summary, exit_code)
 
 
 def _outcome(trainer: Trainer, status: str, started: float, previous_seconds: float) -> dict:
@@ -248,7 +382,7 @@ def _outcome(trainer: Trainer, status: str, started: float, previous_seconds: fl
     }
 
 
-def _test_metrics(session: Session, run: Run) -> dict:
+def _test_metrics(session: Session, run: RunRecorder) -> dict:
     """Test metrics with the best checkpoint's weights (the final ones if none is saved)."""
     trainer = session.trainer
     try:
@@ -259,14 +393,14 @@ def _test_metrics(session: Session, run: Run) -> dict:
     return evaluate(trainer.model, trainer.loss, session.data.test, trainer.task)
 
 
-def _try_write_summary(run: Run, summary: dict) -> None:
+def _try_write_summary(run: RunRecorder, summary: dict) -> None:
     try:
         run.write_summary(summary)
     except Exception:
         pass  # the original error matters more than a summary that could not be written
 
 
-def warn(notes: list[str], run: Optional[Run] = None) -> None:
+def warn(notes: list[str], run: Optional[RunRecorder] = None) -> None:
     """Notes about the data, one `warning:` line each on stderr (and in the run's log)."""
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
@@ -284,11 +418,11 @@ class Loaded:
     model: object
     preprocessing: Preprocessing
     meta: dict
+    checkpoint: str  # best or last
 
 
-def load_run(run_dir: Path, which: str = "best") -> Loaded:
-    run_dir = open_run(run_dir)
-    config = load_config(run_dir / "config.yaml")
+def load_run(run_dir: Path, which: str, config: Config) -> Loaded:
+    """The model of a run's checkpoint, built from its config and checked against it."""
     arrays, meta = read_checkpoint(run_dir, which)
     try:
         prep = Preprocessing.from_dict(meta["preprocessing"])
@@ -301,7 +435,7 @@ def load_run(run_dir: Path, which: str = "best") -> Loaded:
     except ValueError as exc:
         raise CheckpointError(f"{run_dir / 'checkpoints' / which}.npz: does not fit the "
                               f"run's config: {exc}") from None
-    return Loaded(config, model, prep, meta)
+    return Loaded(config, model, prep, meta, which)
 
 
 def default_eval_file(config: Config) -> Path:
@@ -312,24 +446,24 @@ def default_eval_file(config: Config) -> Path:
     raise UserError("the run has no test or validation data: name a CSV file to evaluate on")
 
 
-def evaluate_run(run_dir: Path, data_path: Optional[Path], which: str = "best") -> dict:
-    """Loss and metrics of a run's checkpoint on a CSV file (by default its test data, else
-    its validation data)."""
-    loaded = load_run(run_dir, which)
+def evaluate_run(run_dir: Path, loaded: Loaded, data: Optional[Data]) -> dict:
+    """Loss and metrics of a loaded checkpoint on labelled data (by default the run's test
+    data, else its validation data)."""
     config, prep = loaded.config, loaded.preprocessing
     dtype = np.dtype(config.dtype)
     left_out = 0
-    if data_path is None and not config.data.test and isinstance(config.data.validation, float):
+    if data is None and not config.data.test and isinstance(config.data.validation, float):
         dataset = load_training_data(config.data, config.task, rng_streams(config.seed)["split"],
                                      dtype).validation
         source = f"{config.data.train} (validation split)"
     else:
-        path = Path(data_path) if data_path is not None else default_eval_file(config)
-        dataset, notes, left_out = load_for_eval(path, prep, dtype)
+        data = data if data is not None else default_eval_file(config)
+        dataset, notes, left_out = load_for_eval(data, prep, dtype)
         warn(notes)
-        source = str(path)
+        source = str(data) if isinstance(data, (str, os.PathLike)) else "DataFrame"
     loss = build_loss(config, prep.class_weights)
-    result = {"run_dir": str(run_dir), "checkpoint": which, "data": source, "rows": len(dataset)}
+    result = {"run_dir": str(run_dir), "checkpoint": loaded.checkpoint, "data": source,
+              "rows": len(dataset)}
     if left_out:
         result["blank_targets"] = left_out
     result.update(evaluate(loaded.model, loss, dataset, config.task))
@@ -381,14 +515,20 @@ def report(task: str, prep: Preprocessing, out: np.ndarray, y: np.ndarray) -> di
             "labels": [str(c) for c in prep.classes], "confusion_matrix": confusion.tolist()}
 
 
-def predict(run_dir: Path, input_path: Path, which: str = "best", keep: list[str] = ()):
-    """Predictions for every row of a CSV, in input order, as a DataFrame."""
+def _inputs(loaded: Loaded, data: Data, keep: Sequence[str] = ()):
+    """The model's input array for data, and the frame it was read into."""
+    x, frame, notes = load_for_predict(data, loaded.preprocessing, np.dtype(loaded.config.dtype),
+                                       list(keep))
+    warn(notes)
+    return x, frame
+
+
+def predict(loaded: Loaded, data: Data, keep: list[str] = ()) -> "pd.DataFrame":
+    """Predictions for every row of data, in order, as the DataFrame `nnctl predict` writes."""
     import pandas as pd
 
-    loaded = load_run(run_dir, which)
     prep = loaded.preprocessing
-    x, frame, notes = load_for_predict(input_path, prep, np.dtype(loaded.config.dtype), keep)
-    warn(notes)
+    x, frame = _inputs(loaded, data, keep)
     out = loaded.model.predict(x).astype(np.float64)
     # Predictions are named pred_<target>, so `--keep <target>` can sit beside them.
     columns: dict[str, object] = {name: frame[name].to_numpy() for name in keep}

@@ -1,4 +1,4 @@
-"""The `nnctl` command line: parses arguments, calls nnctl.commands, maps errors to exit codes.
+"""The `nnctl` command line: parses arguments, calls nnctl.api, maps errors to exit codes.
 
 Exit codes: 0 success, 1 internal error (traceback shown), 2 bad usage/config/data/checkpoint,
 3 training diverged, 130/143 interrupted by SIGINT/SIGTERM after saving a checkpoint.
@@ -8,7 +8,6 @@ Heavy modules (numpy, pandas) are imported inside the commands so `nnctl --help`
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -25,11 +24,28 @@ app = typer.Typer(
 runs_app = typer.Typer(help="List and inspect run directories.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 
+
+def print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"nnctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def options(
+    version: bool = typer.Option(False, "--version", callback=print_version, is_eager=True,
+                                 help="Print nnctl's version and exit."),
+) -> None:
+    """Train neural networks written from scratch in NumPy, from YAML config files."""
+
 SET_HELP = "Override a config value: dotted KEY=VALUE with a YAML value (repeatable)."
 CHECKPOINT_HELP = "Which checkpoint to use: best or last."
 THREADS_HELP = ("Threads for matrix products and parameter updates (default: every usable core, "
                 "or the count set in OPENBLAS_NUM_THREADS).")
-RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+EXIT_DIVERGED = 3
+EXIT_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
 
 
 def fail(problems: list[str]) -> None:
@@ -85,7 +101,6 @@ def train(
     """Train a model from CONFIG into a new run directory, and print its path."""
     use_threads(threads)
     from . import api
-    from .config import load_config
 
     if resume is not None:
         given = [flag for flag, value in (("CONFIG", config), ("--set", set_), ("--seed", seed),
@@ -94,26 +109,28 @@ def train(
         if given:
             fail([f"--resume continues a run with its saved config; {', '.join(given)} "
                   "cannot be combined with it"])
-        result = api.resume(resume, quiet=quiet)
+        run = api.resume(resume, quiet=quiet)
     else:
         if config is None:
             fail(["missing CONFIG (or --resume RUN_DIR)"])
-        overrides = list(set_)
-        if seed is not None:
-            overrides.append(f"seed={seed}")
-        if run_name is not None:
-            if not RUN_NAME.fullmatch(run_name):
-                fail([f"--run-name {run_name!r}: use letters, digits, '.', '_' and '-', "
-                      "starting with a letter or digit"])
-            overrides.append(f"name={run_name}")
-        cfg = load_config(config, overrides)
-        result = api.train(cfg, runs_dir, quiet=quiet, init_weights=init_weights)
-    typer.echo(str(result.run_dir))
-    if result.summary.get("message"):
-        typer.echo(f"error: {result.summary['message']}", err=True)
+        run = api.train(config, list(set_), runs_dir, seed, quiet, run_name=run_name,
+                        init_weights=init_weights)
+    summary = run.summary
+    typer.echo(str(run.path))
+    if summary.get("message"):
+        typer.echo(f"error: {summary['message']}", err=True)
     if json_:
-        echo_json(result.summary)
-    raise typer.Exit(result.exit_code)
+        echo_json(summary)
+    raise typer.Exit(exit_code(summary))
+
+
+def exit_code(summary: dict) -> int:
+    """3 for a run that diverged, 130/143 for one stopped by SIGINT/SIGTERM, else 0."""
+    if summary.get("status") == "diverged":
+        return EXIT_DIVERGED
+    if summary.get("status") == "interrupted":
+        return EXIT_SIGNAL.get(summary.get("signal"), 130)
+    return 0
 
 
 @app.command("eval")
@@ -128,9 +145,8 @@ def eval_(
     """Evaluate a run's checkpoint on a CSV file with the target column(s)."""
     use_threads(threads)
     from . import api
-    from .runs import checkpoint_stem
 
-    result = api.evaluate_run(run_dir, data, checkpoint_stem(checkpoint))
+    result = api.load(run_dir, checkpoint).evaluate(data)
     if json_:
         echo_json(result)
     else:
@@ -185,9 +201,8 @@ def predict(
     use_threads(threads)
     from . import api
     from .checkpoint import atomic_write
-    from .runs import checkpoint_stem
 
-    frame = api.predict(run_dir, input_csv, checkpoint_stem(checkpoint), keep)
+    frame = api.load(run_dir, checkpoint).predict(input_csv, keep)
     text = frame.to_csv(index=False, float_format="%.6g")
     if output is None:
         sys.stdout.write(text)

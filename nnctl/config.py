@@ -7,10 +7,12 @@ greater than 0 (got -1)`.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
@@ -349,7 +351,7 @@ class Source:
 
     path: Path
     root: Any = None  # the composed YAML node tree
-    overrides: dict[str, str] = field(default_factory=dict)  # dotted path -> "KEY=VALUE"
+    overrides: dict[str, str] = field(default_factory=dict)  # dotted path -> "--set KEY=VALUE"
 
     def locate(self, loc: tuple) -> tuple[str, Optional[int], bool]:
         """Map a Pydantic error location to (dotted path, YAML line, whether the whole path
@@ -372,9 +374,9 @@ class Source:
         """`file:line dotted`, or the `--set` that put the value there."""
         for key, assignment in self.overrides.items():
             if dotted == key:
-                return f"--set {assignment}"
+                return assignment
             if dotted.startswith(key + ".") or (not found and key.startswith(dotted + ".")):
-                return f"--set {assignment}: {dotted}"
+                return f"{assignment}: {dotted}"
         prefix = f"{self.path}:{line}" if line else f"{self.path}"
         return f"{prefix} {dotted}" if dotted else prefix
 
@@ -512,31 +514,32 @@ def parse_override(assignment: str) -> tuple[list[str | int], Any]:
         raise ConfigError(f"--set {assignment}: the value is nested too deeply") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {assignment}: the value is not valid YAML ({_short(exc)})")
-    path = [int(p) if p.isascii() and p.isdigit() else p for p in key.split(".")]
-    return path, value
+    return dotted_path(key), value
 
 
-def apply_override(raw: dict, assignment: str) -> None:
-    path, value = parse_override(assignment)
+def dotted_path(key: str) -> list[str | int]:
+    return [int(p) if p.isascii() and p.isdigit() else p for p in key.split(".")]
+
+
+def apply_override(raw: dict, path: list[str | int], value: Any, label: str) -> None:
+    """Set the value at a dotted path; `label` names the override in errors (`--set k=v`)."""
     node: Any = raw
     for depth, part in enumerate(path[:-1]):
         here = ".".join(map(str, path[:depth + 1]))
         if isinstance(node, list):
             if not isinstance(part, int) or part >= len(node):
-                raise ConfigError(
-                    f"--set {assignment}: {here} is not an index into a list of {len(node)}"
-                )
+                raise ConfigError(f"{label}: {here} is not an index into a list of {len(node)}")
             node = node[part]
         elif isinstance(node, dict):
             if node.get(part) is None:
                 node[part] = {}
             node = node[part]
         else:
-            raise ConfigError(f"--set {assignment}: {here} is not a mapping or a list")
+            raise ConfigError(f"{label}: {here} is not a mapping or a list")
     last = path[-1]
     if isinstance(node, list):
         if not isinstance(last, int) or last > len(node):
-            raise ConfigError(f"--set {assignment}: no index {last} in a list of {len(node)}")
+            raise ConfigError(f"{label}: no index {last} in a list of {len(node)}")
         if last == len(node):
             node.append(value)
         else:
@@ -544,7 +547,19 @@ def apply_override(raw: dict, assignment: str) -> None:
     elif isinstance(node, dict):
         node[last] = value
     else:
-        raise ConfigError(f"--set {assignment}: cannot set a key inside a {type(node).__name__}")
+        raise ConfigError(f"{label}: cannot set a key inside a {type(node).__name__}")
+
+
+def _override(item: str | tuple[str, Any]) -> tuple[str, list[str | int], Any, str]:
+    """(dotted key, path, value, label for errors) of one override: a `KEY=VALUE` string from
+    the command line, or a (dotted key, value) pair from Python's `overrides` mapping."""
+    if isinstance(item, str):
+        path, value = parse_override(item)
+        return item.partition("=")[0].strip(), path, value, f"--set {item}"
+    key, value = item
+    if not isinstance(key, str) or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"overrides[{key!r}]: expected a dotted key such as 'optimizer.lr'")
+    return key, dotted_path(key), value, f"overrides[{key!r}]"
 
 
 def _short(exc: yaml.YAMLError) -> str:
@@ -574,30 +589,38 @@ def read_yaml(path: Path) -> tuple[Any, Any]:
     return data, root
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
-    """Read, override, validate and resolve a config file.
+def load_config(config: str | Path | Mapping[str, Any],
+                overrides: Iterable[str] | Mapping[str, Any] = ()) -> Config:
+    """Read, override, validate and resolve a config: a YAML file, or a mapping of the same
+    keys (relative paths in it resolve against the current folder).
 
     Relative data paths resolve against the config's folder; `name` defaults to the file's
     stem; monitors default to val_loss with validation data, else train_loss.
     """
-    path = Path(path)
-    raw, root = read_yaml(path)
+    if isinstance(config, Mapping):
+        path, root, base = Path("config"), None, Path.cwd()
+        raw = copy.deepcopy(dict(config))
+    else:
+        path = Path(config)
+        raw, root = read_yaml(path)
+        base = path.parent
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}:1: the config must be a mapping of keys to values")
     source = Source(path, root)
     problems = []
-    for assignment in overrides:
+    for item in overrides.items() if isinstance(overrides, Mapping) else overrides:
         try:
-            apply_override(raw, assignment)
-            source.overrides[assignment.partition("=")[0].strip()] = assignment
+            key, dotted, value, label = _override(item)
+            apply_override(raw, dotted, value, label)
+            source.overrides[key] = label
         except ConfigError as exc:
             problems += exc.problems
     if problems:
         raise ConfigError(problems)
 
-    _resolve_paths(raw, path.parent)
+    _resolve_paths(raw, base)
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:

@@ -69,9 +69,9 @@ def plot_runs(run_dirs: list[Path], output: Path, confusion: bool = False) -> Pa
         histories.append(history)
     evaluation = None
     if confusion:
-        from .api import evaluate_run
+        from .api import load
 
-        evaluation = evaluate_run(run_dirs[0], None, "best")
+        evaluation = load(run_dirs[0]).evaluate()
         if "confusion_matrix" not in evaluation:
             raise UserError(f"{run_dirs[0]}: --confusion needs a classification run "
                             "(this one has no classes)")

@@ -81,7 +81,7 @@ def rng_state_from(array: np.ndarray) -> dict:
 RNG_KEYS = ("epoch_rng", "shuffle_rng", "dropout_rng")
 
 
-class Run:
+class RunRecorder:
     """One run directory, written as training goes (it is the trainer's callback)."""
 
     def __init__(self, path: Path, preprocessing: dict, keep_last: int = 3):

@@ -8,7 +8,6 @@ from typer.testing import CliRunner
 
 from nnctl import api
 from nnctl.cli import app
-from nnctl.config import load_config
 from nnctl.plots import labels_for, main_metric
 from cli_helpers import tiny_iris_config
 
@@ -35,10 +34,9 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("plot")
     (root / "iris.yaml").write_text(IRIS)
     (root / "regression.yaml").write_text(REGRESSION)
-    made = [api.train(load_config(root / "iris.yaml", [f"optimizer.lr={lr}", "name=iris"]),
-                           root / "runs", quiet=True).run_dir for lr in (0.05, 0.01, 0.002)]
-    regression = api.train(load_config(root / "regression.yaml"), root / "runs",
-                                quiet=True).run_dir
+    made = [api.train(root / "iris.yaml", [f"optimizer.lr={lr}", "name=iris"], root / "runs").path
+            for lr in (0.05, 0.01, 0.002)]
+    regression = api.train(root / "regression.yaml", runs_dir=root / "runs").path
     return made, regression
 
 

@@ -291,7 +291,7 @@ def test_resume_keeps_exactly_the_newest_epoch_checkpoints(tmp_path, monkeypatch
     folder = run / "checkpoints"
     assert sorted(folder.glob("epoch-*.npz")) == [folder / f"epoch-{n}.npz" for n in (7, 8, 9)]
 
-    from nnctl.runs import Run
+    from nnctl.runs import RunRecorder as Run
     seen = []
     original = Run.epoch_end
 

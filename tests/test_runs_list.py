@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 
 from nnctl import api
 from nnctl.cli import app
-from nnctl.config import load_config
 from nnctl.listing import differing_keys, flatten
 from cli_helpers import tiny_iris_config
 
@@ -32,8 +31,7 @@ def runs(tmp_path_factory):
     config.write_text(BASE)
     made = {}
     for sub, name, overrides in RUNS:
-        cfg = load_config(config, overrides + [f"name={name}"])
-        made[name] = api.train(cfg, root / "runs" / sub, quiet=True)
+        made[name] = api.train(config, overrides, root / "runs" / sub, run_name=name)
     return root / "runs", made
 
 
@@ -49,7 +47,7 @@ def test_json_lists_every_run_with_its_metrics_and_differing_parameters(runs):
     assert set(rows) == {"a", "b", "c"}
     for name, row in rows.items():
         summary = made[name].summary
-        assert Path(row["run_dir"]) == made[name].run_dir
+        assert Path(row["run_dir"]) == made[name].path
         assert row["status"] == summary["status"] == "completed"
         assert row["epochs"] == 6 and row["best_epoch"] == summary["best_epoch"]
         assert row["val_loss"] == summary["best"]["val_loss"]
@@ -83,7 +81,7 @@ def test_table_and_csv(runs):
                                 "wall", "model.layers.0.units", "optimizer.lr"]
     assert len(lines) == 4
     ranked = sorted(made.values(), key=lambda r: r.summary["best"]["val_loss"])
-    assert [line.split()[0] for line in lines[1:]] == [r.run_dir.name for r in ranked]
+    assert [line.split()[0] for line in lines[1:]] == [r.path.name for r in ranked]
 
     text = invoke("runs", "list", "--runs-dir", folder, "--format", "csv").stdout
     rows = list(csv.DictReader(io.StringIO(text)))
@@ -104,10 +102,10 @@ def test_empty_and_missing_folders(tmp_path):
 def test_show_prints_config_summary_and_last_epochs(runs):
     folder, made = runs
     run = made["a"]
-    result = invoke("runs", "show", run.run_dir, "--last", "3")
+    result = invoke("runs", "show", run.path, "--last", "3")
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert f"run        {run.run_dir}" in out
+    assert f"run        {run.path}" in out
     assert "status     completed: 6 epochs" in out
     assert "threads    1\n" in out  # as the suite runs (tests/conftest.py)
     assert "config.yaml\n  name: a\n" in out

@@ -16,7 +16,7 @@ from .columns import CATEGORICAL, COLUMN_TYPES, IGNORE, NUMERIC, TEXT_TYPES, Rep
 from ..config import label_text
 from .preprocessing import Dataset, Preprocessing, sorted_labels
 from .problems import MAX_PROBLEMS, cells, limit, lines_of
-from .reading import finite_columns, read_csv, require_columns
+from .reading import finite_columns, read_csv, read_table, require_columns
 from .splits import split_indices
 
 
@@ -89,16 +89,14 @@ def load_training_data(spec, task: str, rng: np.random.Generator, dtype,
     notes += more
 
     if isinstance(spec.validation, str):
-        validation_path = Path(spec.validation)
-        validation_frame = _read_for(validation_path, prep, notes, blank_targets)
+        validation_frame, validation_path = _read_for(spec.validation, prep, notes, blank_targets)
     validation = None
     if validation_frame is not None:
         validation, more = prep.dataset(validation_frame, validation_path, dtype)
         notes += more
     test = None
     if spec.test:
-        test_path = Path(spec.test)
-        test, more = prep.dataset(_read_for(test_path, prep, notes, blank_targets), test_path, dtype)
+        test, more = prep.dataset(*_read_for(spec.test, prep, notes, blank_targets), dtype)
         notes += more
     counts = (np.bincount(train.y.reshape(-1).astype(np.int64), minlength=len(prep.classes))
               .tolist() if prep.classes else [])
@@ -240,32 +238,29 @@ def _preview(labels: list[Any], limit: int = 8) -> str:
 
 # ---- files after training ------------------------------------------------------------------
 
-def _read_for(path: Path, prep: Preprocessing, notes: list[str],
-              blank_targets: dict[str, int]):
-    """A file with the targets and the columns the preprocessing reads, in any order, rows
-    without a target left out."""
-    frame = read_csv(path, prep.text_columns)
+def _read_for(data, prep: Preprocessing, notes: list[str], blank_targets: dict[str, int]):
+    """A file or DataFrame with the targets and the columns the preprocessing reads, in any
+    order, rows without a target left out; and the name of the source."""
+    frame, path = read_table(data, prep.text_columns)
     require_columns(frame, path, prep.targets, "target")
     require_columns(frame, path, prep.features, "feature")
-    return _with_targets(frame, path, prep.targets, prep.task, notes, blank_targets)
+    return _with_targets(frame, path, prep.targets, prep.task, notes, blank_targets), path
 
 
-def load_for_eval(path: str | Path, prep: Preprocessing, dtype
-                  ) -> tuple[Dataset, list[str], int]:
-    """A labelled file encoded as training did; notes say what was left out or read as
-    other; the count is of the rows left out for a blank target."""
-    path = Path(path)
+def load_for_eval(data, prep: Preprocessing, dtype) -> tuple[Dataset, list[str], int]:
+    """Labelled data (a CSV path or a DataFrame) encoded as training did; notes say what was
+    left out or read as other; the count is of the rows left out for a blank target."""
     notes: list[str] = []
     blank_targets: dict[str, int] = {}
-    frame = _read_for(path, prep, notes, blank_targets)
+    frame, path = _read_for(data, prep, notes, blank_targets)
     dataset, more = prep.dataset(frame, path, dtype)
     return dataset, notes + more, blank_targets.get(str(path), 0)
 
 
-def load_for_predict(path: str | Path, prep: Preprocessing, dtype, keep: list[str] = ()):
-    """Features of a file that may lack the target; returns (inputs, the frame, notes)."""
-    path = Path(path)
-    frame = read_csv(path, prep.text_columns)
+def load_for_predict(data, prep: Preprocessing, dtype, keep: list[str] = ()):
+    """Features of data (a CSV path or a DataFrame) that may lack the target; returns
+    (inputs, the frame, notes)."""
+    frame, path = read_table(data, prep.text_columns)
     require_columns(frame, path, prep.features, "feature")
     require_columns(frame, path, list(keep), "--keep")
     x, notes = prep.encode_inputs(frame, path, dtype)

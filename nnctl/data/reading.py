@@ -4,10 +4,11 @@ in chunks straight into their final arrays, and every problem named by file and 
 from __future__ import annotations
 
 import io
+import os
 import re
 import warnings
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -51,6 +52,37 @@ def read_csv(path: str | Path, text_columns: Iterable[str] = ()):
                          for c in duplicated])
     frame.columns = [str(c) for c in frame.columns]
     return frame
+
+
+def read_table(data, text_columns: Iterable[str] = ()) -> tuple[Any, Path]:
+    """A CSV file (a path) or a DataFrame as the frame nnctl reads, and the name its errors
+    give the source. A DataFrame is read as the CSV it would write: its columns' names as
+    text, its rows in order (errors count lines as that file would, header = line 1) and
+    empty text as a blank cell. The DataFrame itself is not changed."""
+    if isinstance(data, (str, os.PathLike)):
+        return read_csv(data, text_columns), Path(data)
+    import pandas as pd
+    from pandas.api.types import is_numeric_dtype
+
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"expected a DataFrame or the path of a CSV file, not a "
+                        f"{type(data).__name__}")
+    source = Path(DATAFRAME)
+    frame = data.reset_index(drop=True)
+    names = [str(c) for c in frame.columns]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise DataError([f"{source}:1 column {name!r}: appears more than once" for name in repeated])
+    if len(frame) == 0:
+        raise DataError(f"{source}: no rows")
+    frame.columns = names
+    text = [name for name, dtype in frame.dtypes.items() if not is_numeric_dtype(dtype)]
+    if text:  # only the copy's text columns: numeric ones are shared, not copied
+        frame[text] = frame[text].replace("", np.nan)
+    return frame, source
+
+
+DATAFRAME = "DataFrame"  # how errors name a DataFrame given from Python
 
 
 # skip_blank_lines=False keeps DataFrame row i on CSV line i + 2, so errors can name it;
