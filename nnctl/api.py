@@ -257,6 +257,19 @@ class Run:
             return np.column_stack([1 - out[:, 0], out[:, 0]])
         return out
 
+    def export(self, path: Optional[PathLike] = None) -> Path:
+        """Write the run's inference (preprocessing, network, labels) as one ONNX file, by
+        default model.onnx in the run directory (model-last.onnx for the last checkpoint);
+        needs the onnx package (`pip install 'nnctl[onnx]'`).
+
+            >>> run.export("churn.onnx")
+        """
+        from .export import export_run
+
+        if path is None:
+            path = self.path / ("model.onnx" if self.checkpoint == "best" else "model-last.onnx")
+        return export_run(self, Path(path))
+
     def evaluate(self, data: Optional[Data] = None) -> dict:
         """Loss and metrics on labelled data (by default the run's test data, else its
         validation data): the numbers of `nnctl eval --json`.

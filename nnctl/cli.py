@@ -212,6 +212,21 @@ def predict(
 
 @app.command()
 @user_errors
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    output: Optional[Path] = typer.Option(
+        None, "-o", "--output",
+        help="The ONNX file to write (default: model.onnx in the run directory)."),
+    checkpoint: str = typer.Option("best", help=CHECKPOINT_HELP),
+):
+    """Write the run's whole inference (preprocessing, network, labels) as one ONNX file."""
+    from . import api
+
+    typer.echo(str(api.load(run_dir, checkpoint).export(output)))
+
+
+@app.command()
+@user_errors
 def init(
     data: Path = typer.Argument(..., help="The CSV file to train on."),
     target: str = typer.Option(..., "--target", "-t", help="The column to predict."),
