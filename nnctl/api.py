@@ -39,7 +39,7 @@ from .runs import (
     RNG_KEYS, RunRecorder, checkpoint_stem, command_line, create_run_dir, epoch_checkpoints,
     open_run, read_checkpoint, read_metrics, read_summary, rng_state_from, versions,
 )
-from .train import Diverged, Trainer, evaluate
+from .trainer import Diverged, Trainer, evaluate
 from .nn import threads
 
 if TYPE_CHECKING:

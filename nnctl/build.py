@@ -15,7 +15,7 @@ from .nn.losses import Loss, get_loss
 from .nn.model import Sequential
 from .nn.optim import OPTIMIZERS, Optimizer
 from .nn.schedules import SCHEDULES, Schedule
-from .train import EarlyStopping
+from .trainer import EarlyStopping
 
 STREAMS = ("init", "split", "shuffle", "dropout")
 
