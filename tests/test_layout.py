@@ -57,3 +57,12 @@ def test_the_walk_resolves_relative_imports():
     assert names == ["nnctl.nn.activations", "nnctl.config", "nnctl.nn.layers.base"]
     names = [name for _, name in imported_modules("from .base import Layer\n", "nnctl.nn.layers", True)]
     assert names == ["nnctl.nn.layers.base"]
+
+
+def test_no_module_shadows_a_name_of_the_api():
+    """Importing a submodule binds its name on the package: a module nnctl/train.py would
+    replace the function nnctl.train as soon as anything imported it."""
+    package = ENGINE.parent
+    clashes = [name for name in nnctl.__all__
+               if (package / f"{name}.py").exists() or (package / name).is_dir()]
+    assert clashes == []
