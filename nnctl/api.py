@@ -32,7 +32,7 @@ from .build import (
 from .checkpoint import load_weights_file, model_arrays, remove_temp_files
 from .config import Config, load_config, monitor_mode
 from .data import Preprocessing, TrainingData, load_for_eval, load_for_predict, load_training_data
-from .errors import CheckpointError, ConfigError, UserError
+from .errors import CheckpointError, UserError
 from .listing import column_table
 from .progress import choose
 from .runs import (

@@ -73,9 +73,7 @@ def _onnx():
 def build_onnx(prep: Preprocessing, model: Sequential, dtype: str = "float32") -> "onnx.ModelProto":
     """The ONNX model of a fitted preprocessing and a network; UserError for what ONNX cannot
     express (each problem named)."""
-    onnx = _onnx()
-    from onnx import helper
-
+    helper = _onnx().helper
     refused = unsupported(prep, model)
     if refused:
         raise UserError(refused)

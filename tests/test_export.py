@@ -214,3 +214,23 @@ def test_output_paths_and_checkpoints(exported, tmp_path):
     assert_user_error(invoke("export", run_dir, "-o", tmp_path / "no" / "such" / "x.onnx"),
                       "x.onnx: cannot write")
     assert_user_error(invoke("export", tmp_path), "not a run directory")
+
+
+def test_several_yes_no_targets(tmp_path):
+    """Binary cross-entropy on two 0/1 targets: `label` holds each target's 0/1 and
+    `probabilities` each one's probability of 1, as `nnctl predict` writes them."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((300, 3))
+    rows = [[*map(float, r), int(r[0] > 0), int(r[1] + r[2] > 0)] for r in x]
+    csv = write_csv(tmp_path / "two.csv", ["a", "b", "c", "p", "q"], rows)
+    config = tmp_path / "two.yaml"
+    config.write_text("data: {train: two.csv, target: [p, q]}\n"
+                      "model: {layers: [{type: dense, units: 8, activation: tanh},\n"
+                      "                 {type: dense, units: 2, activation: sigmoid}]}\n"
+                      "loss: binary_crossentropy\ntraining: {epochs: 3}\n")
+    _, run_dir = train(config, tmp_path / "runs")
+    assert invoke("export", run_dir).exit_code == 0
+    outputs = run_onnx(run_dir / "model.onnx", csv)
+    cli, exact = predicted(run_dir, csv), full_precision(run_dir, csv)
+    assert outputs["label"].astype(str).tolist() == cli[["pred_p", "pred_q"]].to_numpy().tolist()
+    np.testing.assert_allclose(outputs["probabilities"], exact[["prob_p", "prob_q"]], atol=1e-5)

@@ -237,7 +237,8 @@ def require_columns(frame, path: Path, columns: list[str], role: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         available = ", ".join(frame.columns[:20]) + (" ..." if len(frame.columns) > 20 else "")
-        raise DataError([f"{path}:1 {role} column {c!r}: not in the file (columns: {available})"
+        where = "the DataFrame" if str(path) == DATAFRAME else "the file"
+        raise DataError([f"{path}:1 {role} column {c!r}: not in {where} (columns: {available})"
                          for c in missing])
 
 
