@@ -50,53 +50,6 @@ Data = Union["pd.DataFrame", PathLike]  # a DataFrame, or the path of a CSV file
 Overrides = Union[Mapping[str, Any], Sequence[str], None]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # stop after the batch, save, mark interrupted
-
-
-@dataclass
-class Session:
-    """Everything built from one config, ready to train."""
-
-    config: Config
-    data: TrainingData
-    trainer: Trainer
-
-
-def prepare(config: Config, quiet: bool = True) -> Session:
-    """Read the data, check the config against it, and build the trainer. Raises user errors
-    before anything is written."""
-    streams = rng_streams(config.seed)
-    dtype = np.dtype(config.dtype)
-    data = load_training_data(config.data, config.task, streams["split"], dtype,
-                              check=lambda prep: check_against_data(config, prep),
-                              check_columns=lambda columns: check_columns(config, columns))
-    prep = data.preprocessing
-    prep.class_weights = class_weights(config, prep, data.class_counts)
-    model = build_model(config, prep, streams["init"])
-    model.use_dropout_rng(streams["dropout"])
-    early = build_early_stopping(config)
-    checkpoint = config.training.checkpoint
-    trainer = Trainer(
-        model=model, loss=build_loss(config, prep.class_weights),
-        optimizer=build_optimizer(config, model),
-        task=config.task, epochs=config.training.epochs,
-        batch_size=config.training.batch_size, shuffle=config.training.shuffle,
-        shuffle_rng=streams["shuffle"], dropout_rng=streams["dropout"],
-        clip_norm=config.training.clip_norm, clip_value=config.training.clip_value,
-        schedule=build_schedule(config), early_stopping=early,
-        monitor=checkpoint.monitor, monitor_mode=monitor_mode(checkpoint.monitor, checkpoint.mode),
-        progress=choose(quiet),
-    )
-    return Session(config, data, trainer)
-
-
-def load_init_weights(session: Session, path: Path) -> None:
-    weights = load_weights_file(path)
-    try:
-        session.trainer.model.load_state_dict(weights)
-    except ValueError as exc:
-        raise CheckpointError(f"{path}: does not fit the model: {exc}") from None
-
-
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
@@ -112,8 +65,8 @@ def train(config: Union[PathLike, Mapping[str, Any]], overrides: Overrides = Non
     is written.
 
         >>> run = nnctl.train("configs/iris.yaml", overrides={"optimizer.lr": 0.01}, seed=1)
-        >>> run.status, run.summary["best"]["val_accuracy"]
-        ('completed', 0.9666666666666667)
+        >>> run.status, run.summary["best_epoch"], run.path
+        ('early_stopped', 78, PosixPath('runs/iris-20261130-210117-4c30'))
     """
     if run_name is not None and not RUN_NAME.fullmatch(run_name):
         raise UserError(f"run name {run_name!r}: use letters, digits, '.', '_' and '-', "
@@ -277,6 +230,53 @@ class Run:
             >>> run.evaluate("datasets/iris_test.csv")["accuracy"]
         """
         return evaluate_run(self.path, self._loaded, data)
+
+
+# ---- training, inside ------------------------------------------------------------------------
+
+@dataclass
+class Session:
+    """Everything built from one config, ready to train."""
+
+    config: Config
+    data: TrainingData
+    trainer: Trainer
+
+
+def prepare(config: Config, quiet: bool = True) -> Session:
+    """Read the data, check the config against it, and build the trainer. Raises user errors
+    before anything is written."""
+    streams = rng_streams(config.seed)
+    dtype = np.dtype(config.dtype)
+    data = load_training_data(config.data, config.task, streams["split"], dtype,
+                              check=lambda prep: check_against_data(config, prep),
+                              check_columns=lambda columns: check_columns(config, columns))
+    prep = data.preprocessing
+    prep.class_weights = class_weights(config, prep, data.class_counts)
+    model = build_model(config, prep, streams["init"])
+    model.use_dropout_rng(streams["dropout"])
+    early = build_early_stopping(config)
+    checkpoint = config.training.checkpoint
+    trainer = Trainer(
+        model=model, loss=build_loss(config, prep.class_weights),
+        optimizer=build_optimizer(config, model),
+        task=config.task, epochs=config.training.epochs,
+        batch_size=config.training.batch_size, shuffle=config.training.shuffle,
+        shuffle_rng=streams["shuffle"], dropout_rng=streams["dropout"],
+        clip_norm=config.training.clip_norm, clip_value=config.training.clip_value,
+        schedule=build_schedule(config), early_stopping=early,
+        monitor=checkpoint.monitor, monitor_mode=monitor_mode(checkpoint.monitor, checkpoint.mode),
+        progress=choose(quiet),
+    )
+    return Session(config, data, trainer)
+
+
+def load_init_weights(session: Session, path: Path) -> None:
+    weights = load_weights_file(path)
+    try:
+        session.trainer.model.load_state_dict(weights)
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: does not fit the model: {exc}") from None
 
 
 def _restore(session: Session, run: RunRecorder, arrays: dict, meta: dict) -> None:
