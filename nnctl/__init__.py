@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._version import __version__
 from .errors import CheckpointError, ConfigError, DataError, UserError
-
-__version__ = "0.1.0"
 
 __all__ = ["train", "resume", "load", "Run", "UserError", "ConfigError", "DataError",
            "CheckpointError", "__version__"]

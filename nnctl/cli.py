@@ -27,7 +27,7 @@ app.add_typer(runs_app, name="runs")
 
 def print_version(value: bool) -> None:
     if value:
-        from . import __version__
+        from ._version import __version__
 
         typer.echo(f"nnctl {__version__}")
         raise typer.Exit()

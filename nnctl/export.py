@@ -77,7 +77,7 @@ def build_onnx(prep: Preprocessing, model: Sequential, dtype: str = "float32") -
     refused = unsupported(prep, model)
     if refused:
         raise UserError(refused)
-    from . import __version__
+    from ._version import __version__
 
     graph = Graph(prep.features, np.dtype(dtype))
     x = graph.network_input(prep, model)

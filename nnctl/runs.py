@@ -22,7 +22,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .checkpoint import (
     atomic_write, fsync_dir, load_checkpoint, save_checkpoint, TEMP_MARK,
 )
