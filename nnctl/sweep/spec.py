@@ -35,15 +35,15 @@ import numpy as np
 import yaml
 from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
 
-from .checkpoint import atomic_write
-from .config import (
+from ..checkpoint import atomic_write
+from ..config import (
     Source, Strict, describe_error, safe_name, suggest, load_config, metric_names, monitor_mode,
     read_yaml,
 )
-from .errors import ConfigError
-from .listing import format_table, format_value
-from .runs import create_run_dir
-from .nn.threads import usable_cores
+from ..errors import ConfigError
+from ..listing import format_table, format_value
+from ..runs import create_run_dir
+from ..nn.threads import usable_cores
 
 EXIT_TRIALS_FAILED = 4  # 1 is an internal error, 2 a bad sweep file, 3 a diverged `train`
 SUCCESS = ("completed", "early_stopped")
