@@ -55,12 +55,14 @@ RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 def train(config: Union[PathLike, Mapping[str, Any]], overrides: Overrides = None,
           runs_dir: PathLike = "runs", seed: Optional[int] = None, quiet: bool = True, *,
-          run_name: Optional[str] = None, init_weights: Optional[PathLike] = None) -> Run:
+          run_name: Optional[str] = None, init_weights: Optional[PathLike] = None,
+          cache: Optional[PathLike] = None) -> Run:
     """Train a model from a config (a YAML file or a dict of the same keys) into a new run
     directory below `runs_dir`, and return the run.
 
     `overrides` changes values by dotted path, as `nnctl train --set` does; `seed` and
-    `run_name` replace the config's. A run that diverges or is interrupted is returned too:
+    `run_name` replace the config's; `cache` is a folder that keeps the parsed CSV files for
+    the next run on the same files (as sweeps do). A run that diverges or is interrupted is returned too:
     check `run.status`. Bad configs and data raise ConfigError / DataError before anything
     is written.
 
@@ -74,7 +76,7 @@ def train(config: Union[PathLike, Mapping[str, Any]], overrides: Overrides = Non
     items: list = list(overrides.items()) if isinstance(overrides, Mapping) else list(overrides or ())
     items += [(key, value) for key, value in (("seed", seed), ("name", run_name)) if value is not None]
     cfg = load_config(config, items)
-    session = prepare(cfg, quiet)
+    session = prepare(cfg, quiet, cache)
     if init_weights is not None:
         load_init_weights(session, Path(init_weights))
     run = RunRecorder(create_run_dir(Path(runs_dir), cfg.name), session.data.preprocessing.to_dict(),
@@ -90,7 +92,7 @@ def train(config: Union[PathLike, Mapping[str, Any]], overrides: Overrides = Non
     return Run(run.path)
 
 
-def resume(run_dir: PathLike, quiet: bool = True) -> Run:
+def resume(run_dir: PathLike, quiet: bool = True, cache: Optional[PathLike] = None) -> Run:
     """Continue an interrupted run in its own directory from its last checkpoint, exactly as
     if it had not stopped (a finished run is returned as it is).
 
@@ -101,7 +103,7 @@ def resume(run_dir: PathLike, quiet: bool = True) -> Run:
     if summary.get("status") in ("completed", "early_stopped"):
         return Run(run_dir)
     config = load_config(run_dir / "config.yaml")
-    session = prepare(config, quiet)
+    session = prepare(config, quiet, cache)
     run = RunRecorder(run_dir, session.data.preprocessing.to_dict(), config.training.checkpoint.keep_last)
     remove_temp_files(run.checkpoints)
     remove_temp_files(run.path)
@@ -243,14 +245,15 @@ class Session:
     trainer: Trainer
 
 
-def prepare(config: Config, quiet: bool = True) -> Session:
-    """Read the data, check the config against it, and build the trainer. Raises user errors
-    before anything is written."""
+def prepare(config: Config, quiet: bool = True, cache: Optional[PathLike] = None) -> Session:
+    """Read the data (through the parsed-file cache, if given), check the config against it,
+    and build the trainer. Raises user errors before anything is written."""
     streams = rng_streams(config.seed)
     dtype = np.dtype(config.dtype)
     data = load_training_data(config.data, config.task, streams["split"], dtype,
                               check=lambda prep: check_against_data(config, prep),
-                              check_columns=lambda columns: check_columns(config, columns))
+                              check_columns=lambda columns: check_columns(config, columns),
+                              cache=Path(cache) if cache is not None else None)
     prep = data.preprocessing
     prep.class_weights = class_weights(config, prep, data.class_counts)
     model = build_model(config, prep, streams["init"])

@@ -97,6 +97,7 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     json_: bool = typer.Option(False, "--json", help="Print the summary as JSON (last line)."),
     threads: Optional[int] = typer.Option(None, min=1, help=THREADS_HELP),
+    cache: Optional[Path] = typer.Option(None, help="Keep the parsed CSV files in this folder and read them from there next time (keyed by the files' content), as sweeps do."),
 ):
     """Train a model from CONFIG into a new run directory, and print its path."""
     use_threads(threads)
@@ -109,12 +110,12 @@ def train(
         if given:
             fail([f"--resume continues a run with its saved config; {', '.join(given)} "
                   "cannot be combined with it"])
-        run = api.resume(resume, quiet=quiet)
+        run = api.resume(resume, quiet=quiet, cache=cache)
     else:
         if config is None:
             fail(["missing CONFIG (or --resume RUN_DIR)"])
         run = api.train(config, list(set_), runs_dir, seed, quiet, run_name=run_name,
-                        init_weights=init_weights)
+                        init_weights=init_weights, cache=cache)
     summary = run.summary
     typer.echo(str(run.path))
     if summary.get("message"):
@@ -310,25 +311,48 @@ def plot(
 @app.command()
 @user_errors
 def sweep(
-    sweep_file: Path = typer.Argument(..., help="The sweep YAML file."),
-    workers: int = typer.Option(1, min=1, help="How many trials train at a time."),
+    sweep_file: Optional[Path] = typer.Argument(None, help="The sweep YAML file."),
+    workers: int = typer.Option(1, min=0, help="How many trials train at a time (0: create the sweep folder and its study, run nothing, for workers that --join)."),
     runs_dir: Path = typer.Option(Path("runs"), help="Folder in which the sweep folder is made."),
-    print_commands: bool = typer.Option(False, "--print-commands", help="Print one shell command per trial and run nothing."),
+    print_commands: bool = typer.Option(False, "--print-commands", help="Print one shell command per trial and run nothing (grid and random)."),
     threads: Optional[int] = typer.Option(None, min=1, help="Threads per trial (default: the usable cores divided among the workers; with --print-commands, not set)."),
+    storage: Optional[str] = typer.Option(None, help="Keep the study in this database (an Optuna storage URL: postgresql://..., mysql://..., sqlite:///...) instead of a journal file in the sweep folder."),
+    resume: Optional[Path] = typer.Option(None, help="Continue this interrupted sweep folder: interrupted trials resume, waiting ones start."),
+    join: Optional[Path] = typer.Option(None, help="Add workers to this sweep folder's study (from any machine that shares the folder)."),
 ):
-    """Run a grid or random search: one `nnctl train` process per trial, into one sweep
-    folder with sweep.csv, then print the trials ranked by the metric and the folder's path.
-    Exit code 0 if every trial completed, 4 if any failed (the others still run), 2 for a bad
-    sweep file, 130/143 if interrupted."""
-    from .sweep import load_sweep, print_commands as commands_of, ranked_table, run_sweep
+    """Run a sweep: grid, random or tpe (Bayesian) search, one `nnctl train` process per trial,
+    into one sweep folder with sweep.csv and the study; then print the trials ranked by the
+    metric and the folder's path. Exit code 0 if every trial completed (or was pruned), 4 if
+    any failed (the others still run), 2 for a bad sweep file, 130/143 if interrupted."""
+    from . import sweep as sweeps
 
-    spec = load_sweep(sweep_file)
-    if print_commands:
-        for line in commands_of(spec, runs_dir, threads):
-            typer.echo(line)
-        return
-    result = run_sweep(spec, runs_dir, workers, threads)
-    typer.echo(ranked_table(spec, result.outcomes))
+    given = [flag for flag, value in (("SWEEP_FILE", sweep_file), ("--resume", resume),
+                                      ("--join", join)) if value is not None]
+    if len(given) != 1:
+        fail(["give one of SWEEP_FILE, --resume SWEEP_DIR or --join SWEEP_DIR"
+              + (f" (got {', '.join(given)})" if given else "")])
+    if sweep_file is None and (storage or print_commands):
+        fail([f"{'--storage' if storage else '--print-commands'} goes with SWEEP_FILE: a sweep "
+              "folder already knows where its study is"])
+    if sweep_file is not None:
+        spec = sweeps.load_sweep(sweep_file)
+        if print_commands:
+            if spec.spec.method == "tpe":
+                fail([f"{sweep_file}: --print-commands needs the trials' values in advance "
+                      "(grid or random); tpe chooses each from the ones before: run workers "
+                      "with `nnctl sweep --join SWEEP_DIR` instead"])
+            for line in sweeps.print_commands(spec, runs_dir, threads):
+                typer.echo(line)
+            return
+        if storage is not None:
+            sweeps.check_storage_url(storage)
+        result = sweeps.start(spec, runs_dir, workers, threads, storage)
+        spec_for_table = spec
+    else:
+        folder = resume or join
+        spec_for_table, _ = sweeps.open_folder(folder)
+        result = (sweeps.resume if resume else sweeps.join)(folder, workers, threads)
+    typer.echo(sweeps.ranked_table(spec_for_table, result.outcomes))
     typer.echo(str(result.folder))
     raise typer.Exit(result.exit_code)
 

@@ -550,16 +550,18 @@ def apply_override(raw: dict, path: list[str | int], value: Any, label: str) -> 
         raise ConfigError(f"{label}: cannot set a key inside a {type(node).__name__}")
 
 
-def _override(item: str | tuple[str, Any]) -> tuple[str, list[str | int], Any, str]:
+def _override(item: str | tuple) -> tuple[str, list[str | int], Any, str]:
     """(dotted key, path, value, label for errors) of one override: a `KEY=VALUE` string from
-    the command line, or a (dotted key, value) pair from Python's `overrides` mapping."""
+    the command line, a (dotted key, value) pair from Python's `overrides` mapping, or a
+    (dotted key, value, label) triple from a caller that names the override itself (a sweep
+    file's line)."""
     if isinstance(item, str):
         path, value = parse_override(item)
         return item.partition("=")[0].strip(), path, value, f"--set {item}"
-    key, value = item
+    key, value, label = item if len(item) == 3 else (*item, f"overrides[{item[0]!r}]")
     if not isinstance(key, str) or not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"overrides[{key!r}]: expected a dotted key such as 'optimizer.lr'")
-    return key, dotted_path(key), value, f"overrides[{key!r}]"
+        raise ConfigError(f"{label}: expected a dotted key such as 'optimizer.lr'")
+    return key, dotted_path(key), value, label
 
 
 def _short(exc: yaml.YAMLError) -> str:

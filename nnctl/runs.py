@@ -112,8 +112,7 @@ class RunRecorder:
         atomic_write(self.path / "metrics.csv", lambda f: f.write(buffer.getvalue().encode()))
 
     def write_summary(self, summary: dict) -> None:
-        text = json.dumps(summary, indent=2, allow_nan=False, default=_json_default) + "\n"
-        atomic_write(self.path / "summary.json", lambda f: f.write(text.encode("utf-8")))
+        write_summary(self.path, summary)
 
     # ---- checkpoints -------------------------------------------------------------------
 
@@ -219,6 +218,11 @@ def read_checkpoint(run_path: Path, stem: str) -> tuple[dict[str, np.ndarray], d
         raise CheckpointError(f"{folder / stem}.npz: no such checkpoint (has the run finished "
                               "an epoch yet?)")
     return load_checkpoint(folder, stem)
+
+
+def write_summary(run_path: Path, summary: dict) -> None:
+    text = json.dumps(summary, indent=2, allow_nan=False, default=_json_default) + "\n"
+    atomic_write(Path(run_path) / "summary.json", lambda f: f.write(text.encode("utf-8")))
 
 
 def read_summary(run_path: Path) -> Optional[dict]:

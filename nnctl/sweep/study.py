@@ -1,0 +1,180 @@
+"""A sweep's state as an Optuna study: every trial is in it from the start (enqueued, waiting),
+workers take them one at a time (each exactly once, wherever the workers run), report each
+epoch's metric to the pruner, and record how each trial ended.
+
+The study lives in a journal file in the sweep folder (Optuna's JournalFileBackend, safe for
+several processes and machines sharing the folder), or in a database server given by URL.
+Optuna is imported only here, when a sweep runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+from ..checkpoint import atomic_write
+from ..errors import ConfigError, UserError
+from .spec import Sweep
+
+if TYPE_CHECKING:
+    import optuna
+
+JOURNAL = "study.journal"
+SETTINGS = "sweep.json"  # where the study is, and the base config, for --resume and --join
+
+
+def _optuna():
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # nnctl prints its own progress
+    return optuna
+
+
+def storage(folder: Path, url: Optional[str] = None):
+    """The study's storage: a journal file in the sweep folder, or the database at `url`."""
+    optuna = _optuna()
+    if url is None:
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(str(folder / JOURNAL)))
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as exc:  # SQLAlchemy's errors for a bad URL, driver or server
+        raise UserError(f"--storage {_safe(url)}: cannot open ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0]})") from None
+
+
+def _safe(url: str) -> str:
+    """A database URL without its password, to print."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if at and ":" in credentials:
+        credentials = credentials.split(":", 1)[0] + ":***"
+    return f"{scheme}{sep}{credentials}{at}{host}"
+
+
+def save_settings(folder: Path, sweep: Sweep, url: Optional[str]) -> None:
+    settings = {"study": folder.name, "name": sweep.name, "storage": url,
+                "config": str(Path(sweep.config).resolve())}
+    data = json.dumps(settings, indent=2).encode("utf-8")
+    atomic_write(folder / SETTINGS, lambda f: f.write(data))
+
+
+def read_settings(folder: Path) -> dict:
+    path = folder / SETTINGS
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+        if not (isinstance(settings.get("study"), str) and isinstance(settings.get("config"), str)):
+            raise ValueError("missing study or config")
+    except FileNotFoundError:
+        raise UserError(f"{folder}: not a sweep folder (no {SETTINGS})") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: cannot read ({exc})") from None
+    return settings
+
+
+def sampler(sweep: Sweep, worker: int = 0):
+    """TPE for `method: tpe` (seeded: worker 0 of the first process reproduces a sweep; other
+    workers get other seeds so they do not propose the same values); grid and random trials
+    carry their values, so their sampler never draws."""
+    optuna = _optuna()
+    if sweep.spec.method == "tpe":
+        # constant_liar: a running trial counts as a poor one, so parallel workers spread out
+        return optuna.samplers.TPESampler(seed=sweep.spec.seed + worker, constant_liar=True)
+    return optuna.samplers.RandomSampler(seed=sweep.spec.seed)
+
+
+def pruner(sweep: Sweep):
+    optuna = _optuna()
+    rule = sweep.spec.early_terminate
+    if rule is None:
+        return optuna.pruners.NopPruner()
+    if rule.type == "median":
+        return optuna.pruners.MedianPruner(n_warmup_steps=rule.min_epochs)
+    return optuna.pruners.HyperbandPruner(min_resource=rule.min_epochs,
+                                          max_resource=max(sweep.epochs, rule.min_epochs + 1))
+
+
+def create(sweep: Sweep, folder: Path, url: Optional[str]) -> "optuna.Study":
+    """A new study named after the sweep folder, holding every trial as waiting."""
+    optuna = _optuna()
+    direction = "maximize" if sweep.maximize else "minimize"
+    try:
+        study = optuna.create_study(storage=storage(folder, url), study_name=folder.name,
+                                    direction=direction, sampler=sampler(sweep),
+                                    pruner=pruner(sweep))
+    except optuna.exceptions.DuplicatedStudyError:
+        raise UserError(f"--storage {_safe(url or '')}: already holds a study named "
+                        f"{folder.name!r}") from None
+    for trial in sweep.trials:
+        study.enqueue_trial({}, user_attrs={"trial": trial.number})
+    return study
+
+
+def load(sweep: Sweep, folder: Path, url: Optional[str], worker: int = 0) -> "optuna.Study":
+    optuna = _optuna()
+    try:
+        return optuna.load_study(study_name=folder.name, storage=storage(folder, url),
+                                 sampler=sampler(sweep, worker), pruner=pruner(sweep))
+    except KeyError:
+        raise UserError(f"{folder}: its study {folder.name!r} is not in the storage") from None
+
+
+def take_waiting(study: "optuna.Study") -> Optional["optuna.Trial"]:
+    """The next waiting trial, now running, or None when none is left. Taking it is one
+    storage operation that only one worker can win (what Optuna's own queue does)."""
+    optuna = _optuna()
+    from optuna.trial import TrialState
+
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        try:  # the storage's compare-and-set, as Study._pop_waiting_trial_id does
+            if study._storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
+                trial = optuna.trial.Trial(study, frozen._trial_id)
+                trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+                return trial
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+    return None
+
+
+def running(study: "optuna.Study") -> list["optuna.Trial"]:
+    """Trials marked running: after an interruption, the ones to continue."""
+    optuna = _optuna()
+    from optuna.trial import TrialState
+
+    return [optuna.trial.Trial(study, frozen._trial_id)
+            for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+
+
+def choose(trial: "optuna.Trial", sweep: Sweep) -> dict[str, Any]:
+    """A tpe trial's values, suggested by the sampler (or those it was given before an
+    interruption): lists are choices, ranges are float or int distributions."""
+    params = {}
+    for key, parameter in sweep.spec.parameters.items():
+        if isinstance(parameter, list):
+            choices = parameter if all(_plain(v) for v in parameter) else list(range(len(parameter)))
+            value = trial.suggest_categorical(key, choices)
+            params[key] = value if choices is parameter else parameter[value]
+        elif parameter.distribution == "int_uniform":
+            params[key] = trial.suggest_int(key, int(parameter.min), int(parameter.max))
+        else:
+            value = trial.suggest_float(key, parameter.min, parameter.max,
+                                        log=parameter.distribution == "log_uniform")
+            params[key] = float(f"{value:.6g}")  # as random draws: readable, and the value used
+            params[key] = min(max(params[key], parameter.min), parameter.max)
+    return params
+
+
+def _plain(value: Any) -> bool:
+    """Values Optuna stores as categorical choices as they are (others go by position)."""
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def check_storage_url(url: str) -> None:
+    if "://" not in url:
+        raise ConfigError(f"--storage {url}: expected a database URL such as "
+                          "sqlite:///sweeps.db or postgresql://user@host/db")
+
