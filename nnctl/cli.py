@@ -297,14 +297,17 @@ def runs_show(
 @app.command()
 @user_errors
 def plot(
-    run_dirs: List[Path] = typer.Argument(..., help="One or more run directories (overlaid)."),
+    run_dirs: List[Path] = typer.Argument(..., help="One or more run directories (overlaid), or one sweep folder."),
     output: Path = typer.Option(Path("curves.png"), "-o", "--output", help="Image file to write (.png, .svg, .pdf)."),
     confusion: bool = typer.Option(False, "--confusion", help="Add the confusion matrix of the run's eval (one classification run)."),
 ):
     """Plot learning curves (loss and main metric, train and validation, per epoch) of one or
     more runs into an image file, and print its path."""
-    from .plots import plot_runs
+    from .plots import is_sweep_folder, plot_runs, plot_sweep
 
+    if len(run_dirs) == 1 and is_sweep_folder(run_dirs[0]) and not confusion:
+        typer.echo(str(plot_sweep(run_dirs[0], output)))
+        return
     typer.echo(str(plot_runs(list(run_dirs), output, confusion)))
 
 

@@ -156,3 +156,104 @@ def draw_confusion(ax, evaluation: dict) -> None:
     ax.set_title(f"confusion matrix: {Path(str(data).split(' (')[0]).name}"
                  f"{' (validation split)' if 'validation split' in str(data) else ''}, "
                  f"{evaluation.get('rows')} rows", fontsize="medium")
+
+
+# ---- sweeps -------------------------------------------------------------------------------------
+
+def is_sweep_folder(path: Path) -> bool:
+    return (Path(path) / "sweep.csv").is_file() and (Path(path) / "sweep.yaml").is_file()
+
+
+def plot_sweep(folder: Path, output: Path) -> Path:
+    """A sweep's metric against each parameter (one panel each, pruned trials marked x), and
+    every trial's metric epoch by epoch (pruned ones dashed, ending in an x)."""
+    import csv
+    import math
+
+    folder = Path(folder)
+    try:
+        with open(folder / "sweep.csv", newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            header = next(reader)
+            rows = [dict(zip(header, row)) for row in reader]
+        params = header[header.index("trial") + 1:header.index("status")]
+        metric = header[header.index("status") + 1]
+    except (OSError, StopIteration, ValueError) as exc:
+        raise UserError(f"{folder / 'sweep.csv'}: cannot read ({exc})") from None
+    ended = [r for r in rows if _number(r.get(metric)) is not None]
+    if not ended:
+        raise UserError(f"{folder}: no trial has a {metric} yet")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    output = Path(output)
+    fmt = output.suffix.lstrip(".").lower()
+    panels = len(params) + 1
+    columns = min(panels, 3)
+    lines = math.ceil(panels / columns)
+    figure = Figure(figsize=(4.6 * columns, 3.8 * lines), dpi=100, layout="constrained")
+    if fmt not in figure.canvas.get_supported_filetypes():
+        raise UserError(f"{output}: unknown image format {output.suffix or '(none)'!r}")
+    axes = list(figure.subplots(lines, columns, squeeze=False).ravel())
+    for ax in axes[panels:]:
+        ax.set_visible(False)
+    colour = {"pruned": "0.55"}
+    for ax, param in zip(axes, params):
+        values = [r[param] for r in ended]
+        numbers = [_number(v) for v in values]
+        if all(n is not None for n in numbers):
+            xs = numbers
+            if min(xs) > 0 and max(xs) / min(xs) >= 100:
+                ax.set_xscale("log")
+        else:  # choices that are not numbers: one position each, in the order first seen
+            order = list(dict.fromkeys(values))
+            xs = [order.index(v) for v in values]
+            ax.set_xticks(range(len(order)), [format_value(v) for v in order],
+                          rotation=30 if len(order) > 4 else 0)
+        for status, marker in (("pruned", "x"), (None, "o")):
+            chosen = [(x, _number(r[metric])) for x, r in zip(xs, ended)
+                      if (r["status"] == "pruned") == (status == "pruned")]
+            if chosen:
+                ax.scatter(*zip(*chosen), marker=marker, color=colour.get(status, "C0"),
+                           label="pruned" if status else "trial")
+        ax.set_xlabel(param)
+        ax.set_ylabel(metric)
+        ax.grid(True, alpha=0.3)
+    curves = axes[len(params)]
+    for row in rows:
+        run_dir = Path(row.get("run_dir") or "")
+        if not row.get("run_dir"):
+            continue
+        if not run_dir.is_absolute() and not run_dir.exists():
+            run_dir = folder / run_dir.name
+        history = [h for h in read_metrics(run_dir) if _number(h.get(metric)) is not None]
+        if not history:
+            continue
+        epochs = [h["epoch"] for h in history]
+        values = [h[metric] for h in history]
+        if row["status"] == "pruned":
+            curves.plot(epochs, values, "--", color=colour["pruned"], linewidth=1)
+            curves.plot(epochs[-1:], values[-1:], "x", color=colour["pruned"])
+        else:
+            curves.plot(epochs, values, "-", linewidth=1.2)
+    curves.set_xlabel("epoch")
+    curves.set_ylabel(metric)
+    curves.set_title("trials, epoch by epoch (pruned: dashed, x)", fontsize="medium")
+    curves.grid(True, alpha=0.3)
+    if any(r["status"] == "pruned" for r in ended):
+        axes[0].legend(fontsize="small", loc="best")
+    figure.suptitle(f"{folder.name}: {len(ended)} of {len(rows)} trials with a {metric}",
+                    fontsize="medium")
+    atomic_write(output, lambda f: figure.savefig(f, format=fmt))
+    return output
+
+
+def _number(text) -> Optional[float]:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if value == value else None
