@@ -10,6 +10,7 @@ running continue with `nnctl train --resume`, the waiting ones start.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -86,7 +87,8 @@ def join(folder: Path, workers: int = 1, threads: Optional[int] = None,
          log: Log = stderr_line) -> SweepResult:
     """More workers for a sweep that others may be running too."""
     sweep, url = open_folder(folder)
-    pool = Workers(sweep, Path(folder), url, threads, workers, log)
+    # Another seed for tpe in each joining process: workers with one seed would propose alike.
+    pool = Workers(sweep, Path(folder), url, threads, workers, log, sampler_offset=os.getpid())
     return pool.run(reclaim=False)
 
 
@@ -94,12 +96,12 @@ class Workers:
     """The workers of one process: threads that each run one trial process at a time."""
 
     def __init__(self, sweep: Sweep, folder: Path, url: Optional[str], threads: Optional[int],
-                 workers: int, log: Log):
+                 workers: int, log: Log, sampler_offset: int = 0):
         self.sweep, self.folder, self.log = sweep, folder, log
         self.workers = max(0, min(workers, len(sweep.trials)))
         # More threads than cores would make every trial wait for the others.
         self.threads = threads or max(1, usable_cores() // max(1, self.workers))
-        self.study = studies.load(sweep, folder, url)
+        self.study = studies.load(sweep, folder, url, sampler_offset)
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.processes: set[subprocess.Popen] = set()
