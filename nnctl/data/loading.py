@@ -5,6 +5,7 @@ preprocessing."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -33,15 +34,16 @@ class TrainingData:
 
 def load_training_data(spec, task: str, rng: np.random.Generator, dtype,
                        check: Optional[Callable[[Preprocessing], None]] = None,
-                       check_columns: Optional[Callable[[list[str]], None]] = None
-                       ) -> TrainingData:
+                       check_columns: Optional[Callable[[list[str]], None]] = None,
+                       cache: Optional[str | os.PathLike] = None) -> TrainingData:
     """Read train (and validation/test) files per the config's `data` section, split, fit the
     preprocessing on the training split only, and encode everything the same way.
     `check_columns` sees the training file's columns, `check` the fitted preprocessing, both
-    before any array is built (the config's checks against the data)."""
+    before any array is built (the config's checks against the data). `cache`, a folder,
+    keeps the files' parsed frames for the next process that reads them (see cache.py)."""
     train_path = Path(spec.train)
     frame = read_csv(train_path, [name for name, column in spec.columns.items()
-                                  if column.type in TEXT_TYPES])
+                                  if column.type in TEXT_TYPES], cache)
     if check_columns is not None:
         check_columns(list(frame.columns))
     targets = spec.targets
@@ -89,14 +91,16 @@ def load_training_data(spec, task: str, rng: np.random.Generator, dtype,
     notes += more
 
     if isinstance(spec.validation, str):
-        validation_frame, validation_path = _read_for(spec.validation, prep, notes, blank_targets)
+        validation_frame, validation_path = _read_for(spec.validation, prep, notes, blank_targets,
+                                                      cache)
     validation = None
     if validation_frame is not None:
         validation, more = prep.dataset(validation_frame, validation_path, dtype)
         notes += more
     test = None
     if spec.test:
-        test, more = prep.dataset(*_read_for(spec.test, prep, notes, blank_targets), dtype)
+        test, more = prep.dataset(*_read_for(spec.test, prep, notes, blank_targets, cache),
+                                  dtype)
         notes += more
     counts = (np.bincount(train.y.reshape(-1).astype(np.int64), minlength=len(prep.classes))
               .tolist() if prep.classes else [])
@@ -238,10 +242,11 @@ def _preview(labels: list[Any], limit: int = 8) -> str:
 
 # ---- files after training ------------------------------------------------------------------
 
-def _read_for(data, prep: Preprocessing, notes: list[str], blank_targets: dict[str, int]):
+def _read_for(data, prep: Preprocessing, notes: list[str], blank_targets: dict[str, int],
+              cache=None):
     """A file or DataFrame with the targets and the columns the preprocessing reads, in any
     order, rows without a target left out; and the name of the source."""
-    frame, path = read_table(data, prep.text_columns)
+    frame, path = read_table(data, prep.text_columns, cache)
     require_columns(frame, path, prep.targets, "target")
     require_columns(frame, path, prep.features, "feature")
     return _with_targets(frame, path, prep.targets, prep.task, notes, blank_targets), path

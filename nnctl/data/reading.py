@@ -15,15 +15,27 @@ import numpy as np
 from ..errors import DataError
 from .problems import limit
 
-def read_csv(path: str | Path, text_columns: Iterable[str] = ()):
+def read_csv(path: str | Path, text_columns: Iterable[str] = (),
+             cache: str | os.PathLike | None = None):
     """Read a CSV with a header row into a DataFrame, or raise DataError naming the place.
-    `text_columns` are read as text whatever they hold ('02134' stays '02134')."""
-    import pandas as pd  # deferred: pandas takes a while to import, and --help needs none of it
-
-    path = Path(path)
-    options = dict(CSV_OPTIONS, dtype={name: str for name in text_columns})
+    `text_columns` are read as text whatever they hold ('02134' stays '02134').
+    With `cache` (a folder), a file read before with the same content and text columns is
+    not parsed again: see cache.py."""
+    path, text_columns = Path(path), sorted(set(text_columns))
     if not path.is_file():
         raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    if cache is None:
+        return _parse_csv(path, text_columns)
+    from .cache import cached_read
+
+    return cached_read(cache, path, {"text_columns": text_columns, "csv_options": CSV_OPTIONS},
+                       lambda: _parse_csv(path, text_columns))
+
+
+def _parse_csv(path: Path, text_columns: list[str]):
+    import pandas as pd  # deferred: pandas takes a while to import, and --help needs none of it
+
+    options = dict(CSV_OPTIONS, dtype={name: str for name in text_columns})
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
@@ -54,13 +66,15 @@ def read_csv(path: str | Path, text_columns: Iterable[str] = ()):
     return frame
 
 
-def read_table(data, text_columns: Iterable[str] = ()) -> tuple[Any, Path]:
+def read_table(data, text_columns: Iterable[str] = (),
+               cache: str | os.PathLike | None = None) -> tuple[Any, Path]:
     """A CSV file (a path) or a DataFrame as the frame nnctl reads, and the name its errors
     give the source. A DataFrame is read as the CSV it would write: its columns' names as
     text, its rows in order (errors count lines as that file would, header = line 1) and
-    empty text as a blank cell. The DataFrame itself is not changed."""
+    empty text as a blank cell. The DataFrame itself is not changed. `cache` is read_csv's
+    (files only: a DataFrame is not parsed, so there is nothing to keep)."""
     if isinstance(data, (str, os.PathLike)):
-        return read_csv(data, text_columns), Path(data)
+        return read_csv(data, text_columns, cache), Path(data)
     import pandas as pd
     from pandas.api.types import is_numeric_dtype
 
