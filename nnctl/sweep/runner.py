@@ -108,6 +108,7 @@ class Workers:
         self.received: list[int] = []
         self.mine: list[Outcome] = []  # the trials this process ran
         self.reclaimed: list = []
+        self.errors: list[BaseException] = []  # raised in a worker thread: re-raised at the end
         self.started = time.monotonic()
         self.live = Live(sys.stderr.isatty())
 
@@ -138,6 +139,8 @@ class Workers:
         with self.lock:
             outcomes = self.save()
             self.live.clear()
+        if self.errors:
+            raise self.errors[0]
         if self.received:
             code = 143 if self.received[0] == signal.SIGTERM else 130
             self.log(f"interrupted: `nnctl sweep --resume {self.folder}` continues the sweep")
@@ -145,9 +148,10 @@ class Workers:
             code = 0 if all(o.status in FINISHED for o in self.mine) else EXIT_TRIALS_FAILED
         return SweepResult(self.folder, outcomes, code)
 
-    def forward(self, signum, frame) -> None:
+    def forward(self, signum, frame, by_user: bool = True) -> None:
         """A signal stops the sweep: no new trial starts, the running ones get it and save."""
-        self.received.append(signum)
+        if by_user:
+            self.received.append(signum)
         self.stop.set()
         for process in list(self.processes):
             try:
@@ -156,12 +160,19 @@ class Workers:
                 pass
 
     def work(self) -> None:
+        try:
+            self.take_trials()
+        except BaseException as exc:  # a bug: stop the others, and report it (exit 1)
+            self.errors.append(exc)
+            self.forward(signal.SIGTERM, None, by_user=False)
+
+    def take_trials(self) -> None:
         while not self.stop.is_set():
             with self.lock:
                 trial = self.reclaimed.pop(0) if self.reclaimed else None
             again = trial is not None
             if trial is None:
-                trial = studies.take_waiting(self.study)
+                trial = studies.take_waiting(self.study, self.folder)
             if trial is None:
                 return
             self.run_trial(trial, again)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -123,21 +124,42 @@ def load(sweep: Sweep, folder: Path, url: Optional[str], worker: int = 0) -> "op
         raise UserError(f"{folder}: its study {folder.name!r} is not in the storage") from None
 
 
-def take_waiting(study: "optuna.Study") -> Optional["optuna.Trial"]:
-    """The next waiting trial, now running, or None when none is left. Taking it is one
-    storage operation that only one worker can win (what Optuna's own queue does)."""
+def take_waiting(study: "optuna.Study", folder: Path) -> Optional["optuna.Trial"]:
+    """The next waiting trial, now running, or None when none is left. Only one worker can
+    take a trial: the storage's compare-and-set (what Optuna's own queue relies on) is not
+    atomic across processes on every database (SQLite has no SELECT ... FOR UPDATE), so the
+    workers also take turns under a lock on a file in the sweep folder they all share."""
     optuna = _optuna()
     from optuna.trial import TrialState
 
-    for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        try:  # the storage's compare-and-set, as Study._pop_waiting_trial_id does
-            if study._storage.set_trial_state_values(frozen._trial_id, state=TrialState.RUNNING):
-                trial = optuna.trial.Trial(study, frozen._trial_id)
-                trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-                return trial
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
+    with _folder_lock(folder / TAKE_LOCK):
+        for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            try:
+                if study._storage.set_trial_state_values(frozen._trial_id,
+                                                         state=TrialState.RUNNING):
+                    trial = optuna.trial.Trial(study, frozen._trial_id)
+                    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+                    return trial
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
     return None
+
+
+TAKE_LOCK = ".take.lock"
+
+
+@contextmanager
+def _folder_lock(path: Path):
+    """An exclusive POSIX lock (fcntl.lockf, which NFS carries between machines), released
+    when the block ends or the process dies."""
+    import fcntl
+
+    with open(path, "a+b") as f:
+        fcntl.lockf(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.lockf(f, fcntl.LOCK_UN)
 
 
 def running(study: "optuna.Study") -> list["optuna.Trial"]:
