@@ -32,18 +32,42 @@ Unit = Annotated[float, Field(ge=0.0, lt=1.0)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # allow_inf_nan=False: .inf or .nan anywhere (a learning rate, a penalty, a decay) can
+    # only make training diverge, so it is a config error.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        """YAML's true/false are not numbers (pydantic would read `epochs: true` as 1)."""
+        if isinstance(data, dict):
+            for name, value in data.items():
+                field = cls.model_fields.get(name) if isinstance(name, str) else None
+                if isinstance(value, bool) and field is not None and _numeric(field.annotation):
+                    raise ValueError(f"{name}: must be a number, not {str(value).lower()}")
+        return data
+
+
+def _numeric(annotation: Any) -> bool:
+    """Whether a field holds an int or a float (alone, or Optional)."""
+    if annotation in (int, float):
+        return True
+    args = typing.get_args(annotation)
+    return typing.get_origin(annotation) is Union and bool(args) and \
+        all(a in (int, float, type(None)) for a in args) and any(a in (int, float) for a in args)
 
 
 # ---- model --------------------------------------------------------------------------------
+
+MAX_PENALTY = 1e6  # an L1/L2 strength beyond this overflows the penalty of ordinary weights
 
 class DenseSpec(Strict):
     type: Literal["dense"]
     units: int = Field(gt=0)
     activation: Activation = "linear"
     init: Optional[DenseInit] = None
-    l1: float = Field(0.0, ge=0)
-    l2: float = Field(0.0, ge=0)
+    l1: float = Field(0.0, ge=0, le=MAX_PENALTY)
+    l2: float = Field(0.0, ge=0, le=MAX_PENALTY)
 
 
 class DropoutSpec(Strict):
@@ -58,8 +82,8 @@ class RNNSpec(Strict):
     return_sequences: bool = False
     init: Optional[DenseInit] = None
     recurrent_init: RecurrentInit = "orthogonal"
-    l1: float = Field(0.0, ge=0)
-    l2: float = Field(0.0, ge=0)
+    l1: float = Field(0.0, ge=0, le=MAX_PENALTY)
+    l2: float = Field(0.0, ge=0, le=MAX_PENALTY)
 
 
 LayerSpec = Annotated[Union[DenseSpec, DropoutSpec, RNNSpec], Field(discriminator="type")]
@@ -571,16 +595,18 @@ def _short(exc: yaml.YAMLError) -> str:
 
 
 def read_yaml(path: Path) -> tuple[Any, Any]:
-    """Return (data, node tree) of a YAML file, or raise ConfigError naming the line."""
+    """Return (data, node tree) of a YAML file, or raise ConfigError naming the line. The file
+    must be a regular one of bounded size; a key given twice in a mapping, and aliases that
+    expand to more than MAX_NODES values, are errors."""
+    from .files import read_text
+
+    text = read_text(path, error=ConfigError)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read ({exc})") from None
-    try:
-        data = yaml.safe_load(text)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        problems = _duplicate_keys(path, root) + _too_large(path, root)
+        if problems:
+            raise ConfigError(problems)
+        data = yaml.safe_load(text)
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply to read") from None
     except yaml.YAMLError as exc:
@@ -589,6 +615,49 @@ def read_yaml(path: Path) -> tuple[Any, Any]:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{path}{line}: not valid YAML ({problem})") from None
     return data, root
+
+
+MAX_NODES = 100_000  # values in a config or sweep file, aliases expanded
+
+
+def _duplicate_keys(path: Path, root) -> list[str]:
+    """A key given twice in one mapping (YAML keeps the last one silently)."""
+    problems, stack, seen_nodes = [], [root], set()
+    while stack:
+        node = stack.pop()
+        if node is None or id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key, value in node.value:
+                name = str(key.value)
+                if name in first:
+                    problems.append(f"{path}:{key.start_mark.line + 1} {name}: given twice in one "
+                                    f"mapping (first on line {first[name]})")
+                else:
+                    first[name] = key.start_mark.line + 1
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return problems
+
+
+def _too_large(path: Path, root) -> list[str]:
+    """Aliases can make a small file expand to billions of values ("billion laughs"): count
+    the values the file stands for, aliases expanded, and stop at MAX_NODES."""
+    count, stack = 0, [root]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            return [f"{path}: expands to more than {MAX_NODES:,} values (through aliases?); "
+                    "not a config"]
+        if isinstance(node, yaml.MappingNode):
+            stack.extend(value for _, value in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return []
 
 
 def load_config(config: str | Path | Mapping[str, Any],
