@@ -312,7 +312,7 @@ ready.touch()
 while not go.exists():
     time.sleep(0.001)
 taken = []
-while (trial := studies.take_waiting(study, folder)) is not None:
+while (trial := studies.take_next(study, folder, len(sweep.trials))) is not None:
     taken.append(trial.user_attrs["trial"])
     time.sleep(0.005)  # a worker trains between takes: the others get their turn
 print(" ".join(map(str, taken)))
@@ -329,7 +329,7 @@ parameters:
 
 def concurrent_takes(root: Path, url: str | None = None) -> list[list[int]]:
     """A sweep of 40 waiting trials, and three processes taking them all at the same moment
-    with the sweep's own take_waiting; what each took."""
+    with the sweep's own take_next; what each took."""
     from nnctl.sweep import load_sweep, start
 
     setup(root, MANY, epochs=2)
@@ -436,7 +436,7 @@ def test_three_join_processes_run_each_trial_once_sqlite(background):
 @pytest.mark.parametrize("storage", ["journal", "sqlite"])
 def test_processes_taking_trials_at_once_each_get_different_ones(background, storage):
     """The promise --join rests on, with more contention than training leaves: three
-    processes calling the sweep's take_waiting together on 40 waiting trials."""
+    processes calling the sweep's take_next together on a sweep of 40 trials."""
     taken = background[f"takes-{storage}"].result()
     assert sorted(itertools.chain(*taken)) == list(range(1, 41)), taken
     assert sum(1 for t in taken if t) >= 2, taken  # they did take them side by side

@@ -5,7 +5,7 @@ whichever machine wrote it last.
 
 `nnctl sweep FILE` creates the folder and the study and runs workers; `--join` adds workers
 (any machine that shares the folder); `--resume` continues after an interruption: trials left
-running continue with `nnctl train --resume`, the waiting ones start.
+running continue with `nnctl train --resume`, the rest start.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ class SweepResult:
 
 def start(sweep: Sweep, runs_dir: Path, workers: int = 1, threads: Optional[int] = None,
           url: Optional[str] = None, log: Log = stderr_line) -> SweepResult:
-    """Create the sweep folder and its study (every trial waiting), then run `workers`
-    workers; with 0, only create them, for workers that `--join` later."""
+    """Create the sweep folder and its study (empty: workers add each trial as they take it),
+    then run `workers` workers; with 0, only create them, for workers that `--join` later."""
     folder = create_run_dir(runs_dir, sweep.name, checkpoints=False)
     text = sweep.path.read_bytes()
     atomic_write(folder / "sweep.yaml", lambda f: f.write(text))
@@ -77,7 +77,7 @@ def open_folder(folder: Path) -> tuple[Sweep, Optional[str]]:
 def resume(folder: Path, workers: int = 1, threads: Optional[int] = None,
            log: Log = stderr_line) -> SweepResult:
     """Continue an interrupted sweep: its running trials first (from their last checkpoint),
-    then the waiting ones. Run it when no other worker is running the sweep."""
+    then the ones not started. Run it when no other worker is running the sweep."""
     sweep, url = open_folder(folder)
     pool = Workers(sweep, Path(folder), url, threads, workers, log)
     return pool.run(reclaim=True)
@@ -172,7 +172,7 @@ class Workers:
                 trial = self.reclaimed.pop(0) if self.reclaimed else None
             again = trial is not None
             if trial is None:
-                trial = studies.take_waiting(self.study, self.folder)
+                trial = studies.take_next(self.study, self.folder, len(self.sweep.trials))
             if trial is None:
                 return
             self.run_trial(trial, again)
@@ -263,20 +263,22 @@ class Workers:
         """Every trial of the study, as it stands."""
         from optuna.trial import TrialState
 
-        found = []
+        found = {}
         for frozen in self.study.get_trials(deepcopy=False):
             attrs = frozen.user_attrs
             number = attrs.get("trial")
             if not isinstance(number, int) or not 1 <= number <= len(self.sweep.trials):
-                continue  # not one of this sweep's trials (added to the study by hand)
+                continue  # not one of this sweep's trials (a take that never got its number)
             status = {TrialState.WAITING: "pending"}.get(frozen.state) or attrs.get("status") \
                 or frozen.state.name.lower()
-            found.append(Outcome(Trial(number, attrs.get("params") or
-                                       self.sweep.trials[number - 1].params),
-                                 status, attrs.get("value"), attrs.get("epochs"),
-                                 attrs.get("seconds"), attrs.get("run_dir") or "",
-                                 attrs.get("error") or ""))
-        return rank(sorted(found, key=lambda o: o.trial.number), self.sweep.maximize)
+            found[number] = Outcome(Trial(number, attrs.get("params") or
+                                          self.sweep.trials[number - 1].params),
+                                    status, attrs.get("value"), attrs.get("epochs"),
+                                    attrs.get("seconds"), attrs.get("run_dir") or "",
+                                    attrs.get("error") or "")
+        for trial in self.sweep.trials:  # not taken yet
+            found.setdefault(trial.number, Outcome(trial, "pending"))
+        return rank([found[n] for n in sorted(found)], self.sweep.maximize)
 
     def save(self) -> list[Outcome]:
         """Rewrite sweep.csv from the study (under the lock); return the ranked outcomes."""

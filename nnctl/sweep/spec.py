@@ -214,6 +214,11 @@ def load_sweep(path: str | Path, config: Optional[Path] = None) -> Sweep:
     if spec.method in ("random", "tpe") and spec.samples is None:
         problems.append(problem(("method",), f"{spec.method} needs samples: how many trials "
                                              "to run"))
+    count = trial_count(spec)
+    if count > MAX_TRIALS:
+        problems.append(problem(("samples",) if spec.method != "grid" else ("parameters",),
+                                f"{count:,} trials; a sweep runs at most {MAX_TRIALS:,} "
+                                "(split it, or use method: tpe with fewer samples)"))
     if spec.early_terminate is not None and spec.metric.startswith("test_"):
         problems.append(problem(("metric",), f"early_terminate judges trials epoch by epoch, "
                                              f"and {spec.metric} is measured only at the end; "
@@ -225,7 +230,7 @@ def load_sweep(path: str | Path, config: Optional[Path] = None) -> Sweep:
     except ConfigError as exc:
         problems += [f"{where(('config',))}: {p}" for p in exc.problems]
         base = None
-    if base is not None:
+    if base is not None and count <= MAX_TRIALS:
         problems += _check_values(config_path, spec, where)
     if base is not None and not any(k.startswith(("data", "loss")) for k in spec.parameters):
         known = available_metrics(base)
@@ -243,6 +248,7 @@ def _check_values(config_path: Path, spec: SweepSpec, where) -> list[str]:
     """Each parameter's values (a range's ends) set one at a time on the base config, so a
     misspelt path or a value the schema refuses is found before any trial starts, named by
     the sweep file's line."""
+    raw, _ = read_yaml(config_path)  # read once; each value is checked on a copy
     problems: list[str] = []
     for key, parameter in spec.parameters.items():
         if not DOTTED.match(key):
@@ -251,9 +257,9 @@ def _check_values(config_path: Path, spec: SweepSpec, where) -> list[str]:
         values = parameter if isinstance(parameter, list) else [
             int(parameter.min) if parameter.distribution == "int_uniform" else parameter.min,
             int(parameter.max) if parameter.distribution == "int_uniform" else parameter.max]
-        for value in values:
+        for value in {yaml_value(v): v for v in values}.values():  # each distinct value once
             try:
-                load_config(config_path, [(key, value, label)])
+                load_config(raw, [(key, value, label)])
             except ConfigError as exc:
                 problems += [p for p in exc.problems if p not in problems]
     return problems
@@ -268,6 +274,16 @@ def available_metrics(config) -> list[str]:
 
 
 # ---- trials ---------------------------------------------------------------------------------
+
+MAX_TRIALS = 10_000  # each trial is a process and an entry in the study: more is a mistake
+
+
+def trial_count(spec: SweepSpec) -> int:
+    """How many trials the file asks for, counted without making them."""
+    if spec.method != "grid":
+        return spec.samples or 0
+    return math.prod(len(v) for v in spec.parameters.values() if isinstance(v, list))
+
 
 def generate_trials(spec: SweepSpec) -> list[Trial]:
     """grid: the cartesian product, the first parameter varying slowest; random: `samples`

@@ -1,6 +1,6 @@
-"""A sweep's state as an Optuna study: every trial is in it from the start (enqueued, waiting),
-workers take them one at a time (each exactly once, wherever the workers run), report each
-epoch's metric to the pruner, and record how each trial ended.
+"""A sweep's state as an Optuna study: workers add the sweep's trials to it one at a time, in
+order, each under a lock on the sweep folder (so each trial runs exactly once, wherever the
+workers run), report each epoch's metric to the pruner, and record how each trial ended.
 
 The study lives in a journal file in the sweep folder (Optuna's JournalFileBackend, safe for
 several processes and machines sharing the folder), or in a database server given by URL.
@@ -100,19 +100,16 @@ def pruner(sweep: Sweep):
 
 
 def create(sweep: Sweep, folder: Path, url: Optional[str]) -> "optuna.Study":
-    """A new study named after the sweep folder, holding every trial as waiting."""
+    """A new, empty study named after the sweep folder."""
     optuna = _optuna()
     direction = "maximize" if sweep.maximize else "minimize"
     try:
-        study = optuna.create_study(storage=storage(folder, url), study_name=folder.name,
-                                    direction=direction, sampler=sampler(sweep),
-                                    pruner=pruner(sweep))
+        return optuna.create_study(storage=storage(folder, url), study_name=folder.name,
+                                   direction=direction, sampler=sampler(sweep),
+                                   pruner=pruner(sweep))
     except optuna.exceptions.DuplicatedStudyError:
         raise UserError(f"--storage {_safe(url or '')}: already holds a study named "
                         f"{folder.name!r}") from None
-    for trial in sweep.trials:
-        study.enqueue_trial({}, user_attrs={"trial": trial.number})
-    return study
 
 
 def load(sweep: Sweep, folder: Path, url: Optional[str], worker: int = 0) -> "optuna.Study":
@@ -124,25 +121,20 @@ def load(sweep: Sweep, folder: Path, url: Optional[str], worker: int = 0) -> "op
         raise UserError(f"{folder}: its study {folder.name!r} is not in the storage") from None
 
 
-def take_waiting(study: "optuna.Study", folder: Path) -> Optional["optuna.Trial"]:
-    """The next waiting trial, now running, or None when none is left. Only one worker can
-    take a trial: the storage's compare-and-set (what Optuna's own queue relies on) is not
-    atomic across processes on every database (SQLite has no SELECT ... FOR UPDATE), so the
-    workers also take turns under a lock on a file in the sweep folder they all share."""
-    optuna = _optuna()
-    from optuna.trial import TrialState
-
+def take_next(study: "optuna.Study", folder: Path, total: int) -> Optional["optuna.Trial"]:
+    """The sweep's next trial (the lowest number not yet in the study), now running, or None
+    when all `total` are taken. Workers take turns under a lock on a file in the sweep folder
+    they share, so two never take the same number: the storage's own compare-and-set is not
+    atomic across processes on every database (SQLite has no SELECT ... FOR UPDATE)."""
     with _folder_lock(folder / TAKE_LOCK):
-        for frozen in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            try:
-                if study._storage.set_trial_state_values(frozen._trial_id,
-                                                         state=TrialState.RUNNING):
-                    trial = optuna.trial.Trial(study, frozen._trial_id)
-                    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-                    return trial
-            except optuna.exceptions.UpdateFinishedTrialError:
-                continue
-    return None
+        taken = {t.user_attrs.get("trial") for t in study.get_trials(deepcopy=False)}
+        number = next((n for n in range(1, total + 1) if n not in taken), None)
+        if number is None:
+            return None
+        trial = study.ask()
+        trial.set_user_attr("trial", number)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        return trial
 
 
 TAKE_LOCK = ".take.lock"
@@ -163,12 +155,19 @@ def _folder_lock(path: Path):
 
 
 def running(study: "optuna.Study") -> list["optuna.Trial"]:
-    """Trials marked running: after an interruption, the ones to continue."""
+    """Trials marked running: after an interruption, the ones to continue. One that never got
+    its number (its worker died right after taking it) is marked failed: its number is still
+    free, and the next worker takes it again."""
     optuna = _optuna()
     from optuna.trial import TrialState
 
-    return [optuna.trial.Trial(study, frozen._trial_id)
-            for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+    found = []
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if isinstance(frozen.user_attrs.get("trial"), int):
+            found.append(optuna.trial.Trial(study, frozen._trial_id))
+        else:
+            study.tell(frozen.number, state=TrialState.FAIL)
+    return found
 
 
 def choose(trial: "optuna.Trial", sweep: Sweep) -> dict[str, Any]:
