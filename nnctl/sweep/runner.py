@@ -227,6 +227,9 @@ class Workers:
         with self.lock:
             self.processes.discard(process)
             read_outcome(outcome, process.returncode, stdout, stderr, sweep.metric)
+            if self.received and outcome.status == "failed":
+                # stopped by the sweep's signal before it could save anything (still starting)
+                outcome.status, outcome.error = "interrupted", ""
             self.finish(trial, outcome, follower.pruned)
 
     def finish(self, trial, outcome: Outcome, pruned: bool) -> None:
