@@ -10,6 +10,7 @@ Inside, the data flows one way: config -> data + model + optimizer -> trainer ->
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -27,17 +28,20 @@ import numpy as np
 
 from .build import (
     build_early_stopping, build_loss, build_model, build_optimizer, build_schedule,
-    check_against_data, check_columns, class_weights, rng_streams,
+    check_against_data, check_columns, check_memory, class_weights, rng_streams,
 )
-from .checkpoint import load_weights_file, model_arrays, remove_temp_files
-from .config import Config, load_config, monitor_mode
+from .checkpoint import (
+    MAX_WHOLE, data_bytes, load_checkpoint, load_weights_file, model_arrays, remove_temp_files,
+)
+from .config import Config, PlateauSchedule, label_text, load_config, monitor_mode
 from .data import Preprocessing, TrainingData, load_for_eval, load_for_predict, load_training_data
 from .errors import CheckpointError, UserError
 from .listing import column_table
+from .locking import lock_run
 from .progress import choose
 from .runs import (
-    RNG_KEYS, RunRecorder, checkpoint_stem, command_line, create_run_dir, epoch_checkpoints,
-    open_run, read_checkpoint, read_metrics, read_summary, rng_state_from, versions,
+    CHECKPOINTS, RNG_KEYS, RunRecorder, checkpoint_stem, command_line, create_run_dir,
+    epoch_checkpoints, open_run, read_metrics, read_summary, rng_state_from, versions,
 )
 from .trainer import Diverged, Trainer, evaluate
 from .nn import threads
@@ -79,16 +83,18 @@ def train(config: Union[PathLike, Mapping[str, Any]], overrides: Overrides = Non
     session = prepare(cfg, quiet, cache)
     if init_weights is not None:
         load_init_weights(session, Path(init_weights))
-    run = RunRecorder(create_run_dir(Path(runs_dir), cfg.name), session.data.preprocessing.to_dict(),
-                      cfg.training.checkpoint.keep_last)
-    run.write_config(cfg.to_yaml())
-    run.log(f"started: {command_line()}")
-    columns = session.data.preprocessing.column_table()
-    run.log("columns:\n" + column_table(columns))
-    if not quiet:
-        print(column_table(columns, sys.stderr), file=sys.stderr)
-    warn(session.data.notes, run)
-    _fit(session, run, started=time.time(), previous_seconds=0.0)
+    run_dir = create_run_dir(Path(runs_dir), cfg.name)
+    with lock_run(run_dir):  # held until training ends: a --resume of it meanwhile is refused
+        run = RunRecorder(run_dir, session.data.preprocessing.to_dict(),
+                          cfg.training.checkpoint.keep_last)
+        run.write_config(cfg.to_yaml())
+        run.log(f"started: {command_line()}")
+        columns = session.data.preprocessing.column_table()
+        run.log("columns:\n" + column_table(columns))
+        if not quiet:
+            print(column_table(columns, sys.stderr), file=sys.stderr)
+        warn(session.data.notes, run)
+        _fit(session, run, started=time.time(), previous_seconds=0.0)
     return Run(run.path)
 
 
@@ -102,20 +108,33 @@ def resume(run_dir: PathLike, quiet: bool = True, cache: Optional[PathLike] = No
     summary = read_summary(run_dir) or {}
     if summary.get("status") in ("completed", "early_stopped"):
         return Run(run_dir)
+    # Before anything is written, and held until training ends: a second resume of this run,
+    # or a resume of a run still training, is refused here and changes nothing.
+    with lock_run(run_dir) as lock:
+        summary = read_summary(run_dir) or {}  # the holder may have finished meanwhile
+        if summary.get("status") in ("completed", "early_stopped"):
+            return Run(run_dir)
+        _resume(run_dir, summary, quiet, cache)
+    return Run(run_dir)
+
+
+def _resume(run_dir: Path, summary: dict, quiet: bool, cache: Optional[PathLike]) -> None:
     config = load_config(run_dir / "config.yaml")
     session = prepare(config, quiet, cache)
     run = RunRecorder(run_dir, session.data.preprocessing.to_dict(), config.training.checkpoint.keep_last)
+    arrays = meta = None
+    if os.path.lexists(run.checkpoints / "last.npz") or os.path.lexists(run.checkpoints / "last.json"):
+        arrays, meta = read_run_checkpoint(
+            run_dir, "last", lambda meta: check_resume_meta(meta, session, run_dir))
     remove_temp_files(run.checkpoints)
     remove_temp_files(run.path)
     resumed_from = None
-    if (run.checkpoints / "last.npz").exists():
-        arrays, meta = read_checkpoint(run_dir, "last")
+    if meta is not None:
         _restore(session, run, arrays, meta)
         resumed_from = meta["epoch"]
     run.log(f"resumed from epoch {resumed_from or 0}, batch {session.trainer.batch}: "
             f"{command_line()}")
     _fit(session, run, started=time.time(), previous_seconds=float(summary.get("wall_seconds", 0.0)))
-    return Run(run_dir)
 
 
 def load(run_dir: PathLike, checkpoint: str = "best") -> Run:
@@ -256,6 +275,7 @@ def prepare(config: Config, quiet: bool = True, cache: Optional[PathLike] = None
                               cache=Path(cache) if cache is not None else None)
     prep = data.preprocessing
     prep.class_weights = class_weights(config, prep, data.class_counts)
+    check_memory(config, prep)
     model = build_model(config, prep, streams["init"])
     model.use_dropout_rng(streams["dropout"])
     early = build_early_stopping(config)
@@ -275,7 +295,10 @@ def prepare(config: Config, quiet: bool = True, cache: Optional[PathLike] = None
 
 
 def load_init_weights(session: Session, path: Path) -> None:
-    weights = load_weights_file(path)
+    # Each array is read only up to what the model's needs (at float64): no file, whatever
+    # its zip headers say, inflates beyond that.
+    expected = {name: 8 * p.value.size for name, p in session.trainer.model.parameters().items()}
+    weights = load_weights_file(path, expected)
     try:
         session.trainer.model.load_state_dict(weights)
     except ValueError as exc:
@@ -283,35 +306,39 @@ def load_init_weights(session: Session, path: Path) -> None:
 
 
 def _restore(session: Session, run: RunRecorder, arrays: dict, meta: dict) -> None:
+    """Continue from a checkpoint that check_resume_meta accepted: its arrays' values are
+    checked (RNG words, optimizer counters) before anything is loaded."""
     trainer = session.trainer
-    if meta.get("preprocessing") != session.data.preprocessing.to_dict():
-        raise CheckpointError(f"{run.checkpoints / 'last.json'}: the training data no longer "
-                              "matches the run (columns, classes or scaling changed)")
+    npz_path = run.checkpoints / "last.npz"
+    problems = array_value_problems(arrays, npz_path)
+    if problems:
+        raise CheckpointError(problems)
     try:
         trainer.model.load_state_dict(model_arrays(arrays))
         trainer.optimizer.load_state_dict(
             {k.removeprefix("optimizer."): v for k, v in arrays.items() if k.startswith("optimizer.")})
         state = dict(meta["trainer"])
         for key in RNG_KEYS:
-            state[key] = rng_state_from(arrays[f"rng.{key.removesuffix('_rng')}"])
+            state[key] = rng_state_from(arrays[rng_array_name(key)])
         trainer.load_state_dict(state)
-    except (KeyError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"{run.checkpoints / 'last.npz'}: cannot resume from it ({exc})") from None
+    except (KeyError, ValueError, TypeError, OverflowError) as exc:
+        raise CheckpointError(f"{npz_path}: cannot resume from it ({exc})") from None
     # metrics.csv is written before each checkpoint, so it holds every epoch up to this one
     # (and perhaps one more, from a save the process did not live to finish).
     trainer.history = [row for row in read_metrics(run.path) if row["epoch"] <= trainer.epoch]
     early = trainer.early_stopping
     if early is not None and early.restore_best and early.best_epoch:
-        trainer.early_best_weights = _weights_of_epoch(run, early.best_epoch)
+        trainer.early_best_weights = _weights_of_epoch(run, early.best_epoch, trainer)
 
 
-def _weights_of_epoch(run: RunRecorder, epoch: int) -> Optional[dict]:
+def _weights_of_epoch(run: RunRecorder, epoch: int, trainer: Trainer) -> Optional[dict]:
     """Weights saved at the end of `epoch`, from `best` or a kept epoch checkpoint."""
     candidates = ["best"] + [stem for number, stem in epoch_checkpoints(run.checkpoints)
                              if number == epoch]
     for stem in candidates:
         try:
-            arrays, meta = read_checkpoint(run.path, stem)
+            arrays, meta = read_run_checkpoint(
+                run.path, stem, weights_check(trainer, run.checkpoints / f"{stem}.npz"))
         except CheckpointError:
             continue
         if meta.get("epoch") == epoch and meta.get("batch") == 0:
@@ -319,6 +346,376 @@ def _weights_of_epoch(run: RunRecorder, epoch: int) -> Optional[dict]:
     run.log(f"note: the weights of epoch {epoch} are no longer kept; restore_best will keep "
             "the final weights")
     return None
+
+
+# ---- checking a checkpoint against the run ---------------------------------------------------
+#
+# nnctl.checkpoint checks that a checkpoint is well formed (its json against a strict schema,
+# its arrays against the json). Here the checkpoint is checked against the run that uses it:
+# its preprocessing against the config and the model, its arrays' names, shapes and dtypes
+# against the model built from both (before any array is read), and, to resume, the trainer's
+# state against the config and the data. Every problem names the file and the field.
+
+# Optimizer buffers that hold sums of squares: a negative value is no state the optimizer
+# makes (its square root would turn the weights into NaN).
+NONNEGATIVE_BUFFERS = ("exp_avg_sq", "sum", "square_avg", "acc_delta")
+
+
+def read_run_checkpoint(run_dir: PathLike, stem: str, check=None) -> tuple[dict, dict]:
+    """A run's checkpoint `stem`, with `check(meta)` run on its description before any array
+    is read (see nnctl.checkpoint.load_checkpoint)."""
+    folder = Path(run_dir) / CHECKPOINTS
+    if not os.path.lexists(folder / f"{stem}.npz") and not os.path.lexists(folder / f"{stem}.json"):
+        raise CheckpointError(f"{folder / stem}.npz: no such checkpoint (has the run finished "
+                              "an epoch yet?)")
+    return load_checkpoint(folder, stem, check)
+
+
+def rng_array_name(key: str) -> str:
+    return f"rng.{key.removesuffix('_rng')}"
+
+
+def expected_arrays(model, optimizer) -> dict[str, tuple[list[int], str]]:
+    """Name -> (shape, dtype) of every array a checkpoint of this model and optimizer holds."""
+    expected = {name: (list(p.value.shape), str(p.value.dtype))
+                for name, p in model.parameters().items()}
+    expected.update({f"optimizer.{name}": (list(a.shape), str(a.dtype))
+                     for name, a in optimizer.state_dict().items()})
+    expected.update({rng_array_name(key): ([6], "uint64") for key in RNG_KEYS})
+    return expected
+
+
+def array_table_problems(meta: dict, expected: dict, npz_path: Path, json_path: Path,
+                         complete: bool) -> list[str]:
+    """The arrays a checkpoint's json lists against those of the run's model: no other names,
+    the same shapes and dtypes, none of the model's weights missing (none at all missing if
+    `complete`, as a resume needs the optimizer's and the RNGs' state too)."""
+    listed = meta["arrays"]
+    problems = []
+    for name, entry in listed.items():
+        want = expected.get(name)
+        if want is None:
+            problems.append(f"{npz_path}: does not fit the run's config: array {name!r} "
+                            f"(arrays in {json_path.name}) is not one of its model's")
+        elif (entry["shape"], entry["dtype"]) != want:
+            problems.append(f"{npz_path}: does not fit the run's config: array {name!r} is "
+                            f"{entry['dtype']}{entry['shape']} in {json_path.name}; the "
+                            f"model's is {want[1]}{want[0]}")
+    for name in expected:
+        if name not in listed and (complete or name.startswith(("layers.", "inputs."))):
+            problems.append(f"{npz_path}: array {name!r} of the run's model is not in the "
+                            f"checkpoint (arrays in {json_path.name})")
+    return problems
+
+
+def weights_check(trainer: Trainer, npz_path: Path):
+    """A check for load_checkpoint: the arrays fit this trainer's model and optimizer."""
+    expected = expected_arrays(trainer.model, trainer.optimizer)
+
+    def check(meta: dict) -> None:
+        problems = array_table_problems(meta, expected, npz_path, npz_path.with_suffix(".json"),
+                                        complete=False)
+        if problems:
+            raise CheckpointError(problems)
+
+    return check
+
+
+def array_value_problems(arrays: dict, npz_path: Path) -> list[str]:
+    """Values no run writes: RNG states PCG64 cannot take, a negative optimizer step count or
+    sum of squares."""
+    problems = []
+    for key in RNG_KEYS:
+        name = rng_array_name(key)
+        words = arrays.get(name)
+        if words is None or words.shape != (6,):
+            continue  # named by the table's check
+        words = [int(v) for v in words]
+        if words[4] not in (0, 1):
+            problems.append(f"{npz_path}: array {name!r}: word 4 (has_uint32) must be 0 or 1 "
+                            f"(got {words[4]})")
+        if words[5] >= 2**32:
+            problems.append(f"{npz_path}: array {name!r}: word 5 (a saved 32-bit value) must "
+                            f"be < 2**32 (got {words[5]})")
+        if words[3] % 2 == 0:
+            problems.append(f"{npz_path}: array {name!r}: words 2-3 (the PCG64 increment) must "
+                            "make an odd number")
+    step = arrays.get("optimizer.step")
+    if step is not None and step.shape == () and not 0 <= int(step) <= MAX_WHOLE:
+        problems.append(f"{npz_path}: array 'optimizer.step': must be >= 0 and <= {MAX_WHOLE} "
+                        f"(got {int(step)})")
+    for name, array in arrays.items():
+        buffer = name.removeprefix("optimizer.").split(".")[0]
+        if name.startswith("optimizer.") and buffer in NONNEGATIVE_BUFFERS and array.size \
+                and array.dtype.kind == "f" and float(array.min()) < 0:
+            problems.append(f"{npz_path}: array {name!r}: a sum of squares must be >= 0 "
+                            f"(got {float(array.min())})")
+    return problems
+
+
+def _model_for(config: Config, prep: Preprocessing, json_path: Path):
+    """The run's model for a checked preprocessing (weights still random)."""
+    try:
+        return build_model(config, prep, np.random.default_rng(0))
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        raise CheckpointError(f"{json_path}: preprocessing: does not fit the run's model "
+                              f"({type(exc).__name__}: {exc})") from None
+
+
+def checked_preprocessing(meta: dict, config: Config, json_path: Path) -> Preprocessing:
+    """The preprocessing of a checkpoint's description, built and checked against the run's
+    config; CheckpointError names the file and each field that does not fit."""
+    where = f"{json_path}: preprocessing"
+    data = meta.get("preprocessing")
+    if data is None:
+        raise CheckpointError(f"{where}: required key is missing")
+    columns = data.get("columns")
+    if columns is not None and [c["name"] for c in columns] != data["features"]:
+        raise CheckpointError(f"{where}.columns: the columns' names must be the features, "
+                              "in order")
+    # Built first without its scaler, so that a scaler that does not fit is named below
+    # field by field (from_dict would only say that it does not fit).
+    scaler = {key: data.get(key, default) for key, default in
+              (("scale", "none"), ("offset", []), ("spread", []))}
+    try:
+        prep = Preprocessing.from_dict({**data, "scale": "none", "offset": [], "spread": []})
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{where}: not a preprocessing nnctl made "
+                              f"({type(exc).__name__}: {exc})") from None
+    prep.scale, prep.offset, prep.spread = scaler["scale"], scaler["offset"], scaler["spread"]
+    problems = preprocessing_problems(prep, config, where)
+    if meta.get("dtype") not in (None, config.dtype):
+        problems.append(f"{json_path}: dtype: the run's config trains in {config.dtype} "
+                        f"(got {meta['dtype']!r})")
+    if problems:
+        raise CheckpointError(problems)
+    try:
+        return Preprocessing.from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{where}: not a preprocessing nnctl made "
+                              f"({type(exc).__name__}: {exc})") from None
+
+
+def preprocessing_problems(prep: Preprocessing, config: Config, where: str) -> list[str]:
+    problems = []
+
+    def problem(field: str, text: str) -> None:
+        problems.append(f"{where}.{field}: {text}")
+
+    if prep.task != config.task:
+        problem("task", f"the run's config (loss {config.loss}) trains a {config.task} model "
+                        f"(got {prep.task!r})")
+    targets = config.data.targets
+    if prep.targets != targets:
+        problem("targets", f"must be the config's data.target {targets} (got {prep.targets})")
+    if len(set(prep.features)) != len(prep.features):
+        problem("features", "names a column twice")
+    if set(prep.features) & set(targets):
+        problem("features", f"holds a target column ({sorted(set(prep.features) & set(targets))})")
+    if config.data.features is not None:
+        foreign = [name for name in prep.features if name not in config.data.features]
+        if foreign:
+            problem("features", f"{foreign[:3]} not among the config's data.features")
+    if prep.scale != config.data.scale:
+        problem("scale", f"the run's config scales {config.data.scale!r} (got {prep.scale!r})")
+    inputs = len(prep.inputs)
+    for field in ("offset", "spread"):
+        values = getattr(prep, field)
+        wanted = inputs if prep.scale != "none" else 0
+        if len(values) != wanted:
+            problem(field, f"has {len(values)} values; the model has {inputs} scaled inputs"
+                    if wanted else f"must be empty without scaling (has {len(values)} values)")
+    _label_problems(prep, config, problem)
+    _column_problems(prep, config, problem)
+    sequence = config.data.sequence
+    wanted_sequence = [sequence.steps, sequence.features] if sequence else None
+    if prep.sequence != wanted_sequence:
+        problem("sequence", f"must be {wanted_sequence} as the config's data.sequence "
+                            f"(got {prep.sequence})")
+    elif prep.sequence and prep.sequence[0] * prep.sequence[1] != prep.width:
+        problem("sequence", f"{prep.sequence[0]} x {prep.sequence[1]} steps and features, but "
+                            f"the columns make {prep.width} inputs")
+    return problems
+
+
+def _label_problems(prep: Preprocessing, config: Config, problem) -> None:
+    """Classes, class weights and target scaling against the task and the output layer."""
+    last = config.model.layers[-1]
+    units = getattr(last, "units", None)
+    texts = [label_text(c) for c in prep.classes]
+    twice = sorted({t for t in texts if texts.count(t) > 1}) if len(set(texts)) != len(texts) else []
+    if twice:
+        problem("classes", f"the class {twice[0]!r} is listed twice")
+    if prep.task == "classification":
+        if len(prep.targets) != 1:
+            problem("targets", f"a classifier has one target (got {len(prep.targets)})")
+        if len(prep.classes) < 2:
+            problem("classes", f"a classifier needs 2 classes or more (got {len(prep.classes)})")
+        elif units is not None and len(prep.classes) != units:
+            problem("classes", f"{_count(len(prep.classes), 'class')}, but the run's model "
+                               f"has {units} output units")
+    else:
+        if prep.task == "binary" and prep.classes and (len(prep.classes) != 2 or len(prep.targets) != 1):
+            problem("classes", "a binary target has two classes (or none, for 0/1 target "
+                               f"columns) (got {len(prep.classes)} for {len(prep.targets)} targets)")
+        if prep.task == "regression" and prep.classes:
+            problem("classes", f"a regression has no classes (got {len(prep.classes)})")
+        if units is not None and len(prep.targets) != units:
+            problem("targets", f"{_count(len(prep.targets), 'target')}, but the run's model "
+                               f"has {units} output units")
+    if config.training.class_weight is None and prep.class_weights is not None:
+        problem("class_weights", "the run's config has no training.class_weight")
+    if prep.class_weights is not None and len(prep.class_weights) != len(prep.classes):
+        problem("class_weights", f"has {len(prep.class_weights)} weights for "
+                                 f"{len(prep.classes)} classes")
+    scaled = prep.task == "regression" and config.data.scale_target == "standard"
+    if prep.target_scale is None:
+        if scaled:
+            problem("target_scale", "required by the config's data.scale_target: standard")
+    elif not scaled:
+        problem("target_scale", "must be null: the run's config does not scale its targets")
+    elif any(len(part) != len(prep.targets) for part in prep.target_scale):
+        problem("target_scale", f"must hold {len(prep.targets)} offsets and "
+                                f"{len(prep.targets)} spreads, one per target")
+    elif not all(s > 0 for s in prep.target_scale[1]):
+        problem("target_scale", "the spreads must be > 0")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "es" if noun.endswith("s") else "s")
+
+
+def _column_problems(prep: Preprocessing, config: Config, problem) -> None:
+    """Each column's encoder against what the config declares and what encoding can use."""
+    for i, column in enumerate(prep.columns):
+        field = f"columns.{i}"
+        declared = config.data.columns.get(column.name)
+        if declared is not None and declared.type != column.type:
+            problem(f"{field}.type", f"column {column.name!r} is declared {declared.type} in "
+                                     f"the config (got {column.type!r})")
+        if column.type == "categorical":
+            slots = column.categories + column.folded
+            if len(set(slots)) != len(slots):
+                problem(f"{field}.categories", f"column {column.name!r}: a category is listed "
+                                               "twice (among categories and folded)")
+            if column.encoding == "embedding":
+                if column.dim < 1:
+                    problem(f"{field}.dim", f"column {column.name!r}: an embedding needs a "
+                                            f"width of 1 or more (got {column.dim})")
+                if not column.other:
+                    problem(f"{field}.other", f"column {column.name!r}: an embedding always "
+                                              "has an 'other' row")
+            if declared is not None and declared.type == "categorical":
+                for key in ("encoding", "l1", "l2") + (("dim",) if declared.dim else ()):
+                    if getattr(declared, key) != getattr(column, key):
+                        problem(f"{field}.{key}", f"column {column.name!r}: the config says "
+                                                  f"{getattr(declared, key)!r} (got "
+                                                  f"{getattr(column, key)!r})")
+            for key in ("l1", "l2"):
+                if getattr(column, key) < 0:
+                    problem(f"{field}.{key}", f"must be >= 0 (got {getattr(column, key)})")
+        elif column.type == "binary":
+            if column.positive is not None and column.positive == column.negative:
+                problem(f"{field}.positive", f"column {column.name!r}: the two values are the "
+                                             f"same ({column.positive!r})")
+        elif column.type == "datetime":
+            if len(set(column.parts)) != len(column.parts):
+                problem(f"{field}.parts", f"column {column.name!r}: a part is listed twice")
+            if column.format is not None and not _date_format_works(column.format):
+                problem(f"{field}.format", f"column {column.name!r}: not a date format pandas "
+                                           f"reads ({column.format[:40]!r})")
+    for name in prep.ignored:
+        if name in prep.features:
+            problem("ignored", f"column {name!r} is both read and ignored")
+
+
+def _date_format_works(fmt: str) -> bool:
+    import pandas as pd
+
+    try:
+        pd.to_datetime(pd.Series(["2020-01-02", None], dtype=object), format=fmt,
+                       errors="coerce", utc=True)
+    except (ValueError, TypeError, OverflowError):
+        return False
+    return True
+
+
+def check_resume_meta(meta: dict, session: Session, run_dir: Path) -> None:
+    """What a resume needs of the `last` checkpoint's description, checked before any array
+    is read: a preprocessing that fits the config and equals the one the data gives now,
+    every array of the model, optimizer and RNGs, and a trainer state in range."""
+    folder = Path(run_dir) / CHECKPOINTS
+    json_path, npz_path = folder / "last.json", folder / "last.npz"
+    config, trainer = session.config, session.trainer
+    checked_preprocessing(meta, config, json_path)
+    if meta["preprocessing"] != session.data.preprocessing.to_dict():
+        raise CheckpointError(f"{json_path}: the training data no longer matches the run "
+                              "(columns, classes or scaling changed)")
+    expected = expected_arrays(trainer.model, trainer.optimizer)
+    problems = array_table_problems(meta, expected, npz_path, json_path, complete=True)
+    n_batches = math.ceil(len(session.data.train) / config.training.batch_size)
+    problems += trainer_problems(meta, config, json_path, session.data.preprocessing.n_outputs,
+                                 n_batches)
+    if problems:
+        raise CheckpointError(problems)
+
+
+def trainer_problems(meta: dict, config: Config, json_path: Path, outputs: int,
+                     n_batches: Optional[int] = None) -> list[str]:
+    """The trainer's saved state against the config (and, to resume, against the training
+    data: `n_batches` per epoch, when given; a resume needs the state too)."""
+    state = meta.get("trainer")
+    if state is None:
+        if n_batches is None:
+            return []
+        return [f"{json_path}: trainer: required key is missing (the state a resume needs)"]
+    where = f"{json_path}: trainer"
+    problems = []
+    epochs = config.training.epochs
+    epoch = state["epoch"]
+    if epoch > epochs:
+        problems.append(f"{where}.epoch: must be <= {epochs}, the run's training.epochs "
+                        f"(got {epoch})")
+    for key in ("epoch", "step", "batch"):
+        if meta.get(key, 0) != state[key]:
+            problems.append(f"{json_path}: {key}: {meta.get(key, 0)}, but trainer.{key} is "
+                            f"{state[key]}")
+    if n_batches is not None and state["batch"] >= n_batches:
+        problems.append(f"{where}.batch: must be < {n_batches}, the batches of an epoch "
+                        f"(got {state['batch']})")
+    if state["best_epoch"] > epoch:
+        problems.append(f"{where}.best_epoch: must be <= trainer.epoch ({epoch}) "
+                        f"(got {state['best_epoch']})")
+    early = state["early_stopping"]
+    if early is not None and early["best_epoch"] > epoch:
+        problems.append(f"{where}.early_stopping.best_epoch: must be <= trainer.epoch "
+                        f"({epoch}) (got {early['best_epoch']})")
+    if early is not None and early["wait"] > epoch:
+        problems.append(f"{where}.early_stopping.wait: must be <= trainer.epoch ({epoch}) "
+                        f"(got {early['wait']})")
+    schedule = state["schedule"]
+    plateau = isinstance(config.training.lr_schedule, PlateauSchedule)
+    if schedule is not None and plateau:
+        missing = [key for key in ("best", "bad_epochs") if key not in schedule]
+        if missing or schedule["bad_epochs"] is None:
+            problems.append(f"{where}.schedule: a plateau schedule's state needs best and "
+                            "bad_epochs")
+    elif schedule:
+        problems.append(f"{where}.schedule: the run's schedule keeps no state (got "
+                        f"{sorted(schedule)})")
+    running = state["running"]
+    if running["correct"] > running["values"]:
+        problems.append(f"{where}.running.correct: must be <= running.values "
+                        f"({running['values']}) (got {running['correct']})")
+    if n_batches is not None and running["batches"] > n_batches:
+        problems.append(f"{where}.running.batches: must be <= {n_batches}, the batches of an "
+                        f"epoch (got {running['batches']})")
+    for key in ("abs_err", "sq_err", "y_sum", "y_sq_sum"):
+        value = running[key]
+        if isinstance(value, list) and len(value) != outputs:
+            problems.append(f"{where}.running.{key}: must hold {outputs} values, one per "
+                            f"output (got {len(value)})")
+    return problems
 
 
 @contextmanager
@@ -402,7 +799,8 @@ def _test_metrics(session: Session, run: RunRecorder) -> dict:
     """Test metrics with the best checkpoint's weights (the final ones if none is saved)."""
     trainer = session.trainer
     try:
-        arrays, _ = read_checkpoint(run.path, "best")
+        arrays, _ = read_run_checkpoint(
+            run.path, "best", weights_check(trainer, run.checkpoints / "best.npz"))
         trainer.model.load_state_dict(model_arrays(arrays))
     except CheckpointError:
         pass
@@ -438,20 +836,32 @@ class Loaded:
 
 
 def load_run(run_dir: Path, which: str, config: Config) -> Loaded:
-    """The model of a run's checkpoint, built from its config and checked against it."""
-    arrays, meta = read_checkpoint(run_dir, which)
-    try:
-        prep = Preprocessing.from_dict(meta["preprocessing"])
-    except (KeyError, TypeError, ValueError, AttributeError):
-        raise CheckpointError(f"{run_dir / 'checkpoints' / which}.json: no valid preprocessing "
-                              "section") from None
-    model = build_model(config, prep, np.random.default_rng(0))
+    """The model of a run's checkpoint, built from its config and checked against it: the
+    description (preprocessing, arrays) before any array is read, then the arrays."""
+    folder = Path(run_dir) / CHECKPOINTS
+    npz_path, json_path = folder / f"{which}.npz", folder / f"{which}.json"
+    built: dict = {}
+
+    def check(meta: dict) -> None:
+        prep = checked_preprocessing(meta, config, json_path)
+        model = _model_for(config, prep, json_path)
+        expected = expected_arrays(model, build_optimizer(config, model))
+        problems = array_table_problems(meta, expected, npz_path, json_path, complete=False)
+        problems += trainer_problems(meta, config, json_path, prep.n_outputs)
+        if problems:
+            raise CheckpointError(problems)
+        built.update(prep=prep, model=model)
+
+    arrays, meta = read_run_checkpoint(run_dir, which, check)
+    problems = array_value_problems(arrays, npz_path)
+    if problems:
+        raise CheckpointError(problems)
+    model = built["model"]
     try:
         model.load_state_dict(model_arrays(arrays))
     except ValueError as exc:
-        raise CheckpointError(f"{run_dir / 'checkpoints' / which}.npz: does not fit the "
-                              f"run's config: {exc}") from None
-    return Loaded(config, model, prep, meta, which)
+        raise CheckpointError(f"{npz_path}: does not fit the run's config: {exc}") from None
+    return Loaded(config, model, built["prep"], meta, which)
 
 
 def default_eval_file(config: Config) -> Path:

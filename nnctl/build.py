@@ -81,6 +81,73 @@ def check_against_data(config: Config, prep: Preprocessing) -> None:
         raise ConfigError(problems)
 
 
+# Arrays per parameter besides its value and gradient: the optimizer's state buffers.
+OPTIMIZER_STATE = {"sgd": 0, "momentum": 1, "adagrad": 1, "rmsprop": 1, "adadelta": 2, "adam": 2}
+CHECKPOINT_COPIES = 2  # a checkpoint copies the weights (state dict) and writes them (npz)
+PREDICT_ROWS = 1024    # rows the model runs at a time in eval and predict
+
+
+def check_memory(config: Config, prep: Preprocessing, available: Optional[int] = None) -> None:
+    """Refuse a model that cannot fit in memory before anything is allocated: its parameters
+    with their gradients, optimizer state and checkpoint copies, and a batch's activations,
+    against the memory available now (MemAvailable, or the address-space limit if lower)."""
+    itemsize = np.dtype(config.dtype).itemsize
+    steps = prep.sequence[0] if prep.sequence else 1
+    width = prep.sequence[1] if prep.sequence else len(prep.inputs)
+    params = 0
+    for table in prep.embeddings:
+        params += table["categories"] * table["dim"]
+        width += table["dim"]
+    largest, largest_at, units_total = 0, 0, 0
+    for i, layer in enumerate(config.model.layers):
+        units = getattr(layer, "units", None)
+        if units is None:
+            continue
+        count = width * units + units + (units * units if layer.type == "rnn" else 0)
+        params += count
+        units_total += units
+        if count > largest:
+            largest, largest_at = count, i
+        width = units
+    copies = 2 + OPTIMIZER_STATE.get(config.optimizer.type, 2) + CHECKPOINT_COPIES
+    rows = max(config.training.batch_size, PREDICT_ROWS)
+    need = (params * copies + 3 * rows * steps * units_total) * itemsize  # z, y and dy
+    available = available if available is not None else available_memory()
+    if available is not None and need > available:
+        raise ConfigError(source_of(config).problem(
+            f"model.layers.{largest_at}.units",
+            f"the model needs about {_size(need)} of memory ({params:,} parameters, with their "
+            f"gradients and optimizer state, and a batch's activations); {_size(available)} "
+            "is available"))
+
+
+def available_memory() -> Optional[int]:
+    """Bytes this process can still allocate: the kernel's MemAvailable, capped by an
+    address-space limit (ulimit -v) if one is set; None where neither can be read."""
+    import resource
+
+    found = None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        found = min(found, soft) if found is not None else soft
+    return found
+
+
+def _size(count: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if count < 1024 or unit == "TB":
+            return f"{count:.1f} {unit}" if unit != "bytes" else f"{count} bytes"
+        count /= 1024
+    return ""
+
+
 def build_model(config: Config, prep: Preprocessing, rng: np.random.Generator) -> Sequential:
     specs = [layer.model_dump() for layer in config.model.layers]
     return Sequential.from_specs(specs, input_shape(prep), rng, np.dtype(config.dtype),
