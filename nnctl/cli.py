@@ -203,6 +203,9 @@ def predict(
     from . import api
     from .checkpoint import atomic_write
 
+    if output is not None and output.exists() and input_csv.exists() and \
+            output.resolve() == input_csv.resolve():
+        fail([f"-o {output}: is the input file; write the predictions to another file"])
     frame = api.load(run_dir, checkpoint).predict(input_csv, keep)
     text = frame.to_csv(index=False, float_format="%.6g")
     if output is None:

@@ -130,7 +130,7 @@ class Preprocessing:
         self.offset, self.spread = [], []
         if self.plain(frame):
             if self.scale != "none":
-                self._fit_block(frame[self.features].to_numpy(dtype=np.float64))
+                self._fit_block(frame[self.features].to_numpy(dtype=np.float64), frame, path)
             return self._encode_block(frame, path, dtype), []
         return self._encode_columns(frame, path, dtype, fit=True, encoded=encoded)
 
@@ -164,7 +164,7 @@ class Preprocessing:
             check_in_range(x, frame, path, self.inputs)
         return self._shaped(x)
 
-    def _fit_block(self, x: np.ndarray) -> None:
+    def _fit_block(self, x: np.ndarray, frame, path: Path) -> None:
         """Per-column statistics of the training split; constant columns get a spread of 1."""
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
             if self.scale == "standard":
@@ -174,16 +174,28 @@ class Preprocessing:
                                          for c in range(0, x.shape[1], 64)])
             else:
                 offset, spread = x.min(axis=0), x.max(axis=0) - x.min(axis=0)
-        self._set_scaler(offset, spread, self.inputs)
+        self._set_scaler(offset, spread, frame, path)
 
-    def _set_scaler(self, offset: np.ndarray, spread: np.ndarray, names: list[str]) -> None:
+    def _set_scaler(self, offset: np.ndarray, spread: np.ndarray, frame, path: Path) -> None:
         spread = np.where(spread > 0, spread, 1.0)
-        too_large = [n for n, o, s in zip(names, offset, spread)
+        too_large = [n for n, o, s in zip(self.inputs, offset, spread)
                      if not (np.isfinite(o) and np.isfinite(s))]
         if too_large:
-            raise DataError([f"column {n!r}: values too large to scale ({self.scale} scaling "
-                             "overflows)" for n in too_large])
+            raise DataError([self._too_large(frame, path, name) for name in too_large])
         self.offset, self.spread = offset.tolist(), spread.tolist()
+
+    def _too_large(self, frame, path: Path, name: str) -> str:
+        """The problem of a column whose statistics overflow, at the line of its largest value
+        (a date part or an indicator is named by its column)."""
+        why = f"values too large to scale ({self.scale} scaling overflows)"
+        if name not in frame.columns:
+            return f"{path}: input {name!r}: {why}"
+        import pandas as pd
+
+        values = pd.to_numeric(frame[name], errors="coerce").abs()
+        row = int(np.nanargmax(values.to_numpy(dtype=np.float64, na_value=np.nan)))
+        line = lines_of(frame, np.array([row]))[0]
+        return f"{path}:{line} column {name!r}: {why}; the largest is {frame[name].iloc[row]}"
 
     def _encode_columns(self, frame, path: Path, dtype, fit: bool, encoded: Optional[dict] = None
                         ) -> tuple[np.ndarray, list[str]]:
@@ -229,7 +241,7 @@ class Preprocessing:
         if report.problems:
             raise DataError(limit(report.problems, path))
         if fit and scaling:
-            self._set_scaler(np.array(self.offset), np.array(self.spread), self.inputs)
+            self._set_scaler(np.array(self.offset), np.array(self.spread), frame, path)
         x = np.zeros((n, self.width), dtype=dtype)
         for start in range(0, n, ASSEMBLE_ROWS):
             block = x[start:start + ASSEMBLE_ROWS]

@@ -13,6 +13,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..errors import DataError
+from ..files import open_regular
 from .problems import limit
 
 def read_csv(path: str | Path, text_columns: Iterable[str] = (),
@@ -22,8 +23,8 @@ def read_csv(path: str | Path, text_columns: Iterable[str] = (),
     With `cache` (a folder), a file read before with the same content and text columns is
     not parsed again: see cache.py."""
     path, text_columns = Path(path), sorted(set(text_columns))
-    if not path.is_file():
-        raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    with open_regular(path, DataError):  # a FIFO or a device is refused, not read
+        pass
     if cache is None:
         return _parse_csv(path, text_columns)
     from .cache import cached_read
@@ -51,8 +52,8 @@ def _parse_csv(path: Path, text_columns: list[str]):
         raise DataError(f"{path}: the file is empty (expected a header row and data rows)") from None
     except pd.errors.ParserError as exc:
         raise DataError(_parser_problem(path, str(exc))) from None
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except UnicodeDecodeError:
+        raise DataError(_not_utf8(path)) from None
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read ({exc})") from None
     if len(frame) == 0:
@@ -245,6 +246,28 @@ def _parser_problem(path: Path, message: str) -> str:
         expected, line, saw = found.groups()
         return f"{path}:{line}: the row has {saw} fields, the header has {expected}"
     return f"{path}: not a readable CSV file ({message.strip().splitlines()[-1]})"
+
+
+def _not_utf8(path: Path) -> str:
+    """Where the first byte that is not UTF-8 is, by line and by offset in the file (pandas
+    reports an offset within the block it was decoding)."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, line = 0, 1
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as exc:
+                start = min(max(0, exc.start), len(block) - 1)
+                bad = offset + start
+                line += block[:start].count(b"\n")
+                return (f"{path}:{line}: not UTF-8 text (byte {bad} of the file, "
+                        f"0x{block[start]:02x}); save it as UTF-8")
+            offset += len(block)
+            line += block.count(b"\n")
+    return f"{path}: not UTF-8 text"
 
 
 def require_columns(frame, path: Path, columns: list[str], role: str) -> None:
