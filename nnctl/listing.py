@@ -1,8 +1,10 @@
 """Run tables: `nnctl runs list` (one row per run directory) and `nnctl runs show`.
 
-A row comes from a run's summary.json and config.yaml. Its parameters are the config's values
-flattened to dotted keys (`optimizer.lr`, `model.layers.0.units`); a listing shows the keys
-whose values differ between the listed runs, so a sweep's table shows what was swept.
+A row comes from a run's summary.json and config.yaml; metrics.csv is checked too, and a run
+whose files cannot be read is listed as `unreadable`, with the reason. Its parameters are the
+config's values flattened to dotted keys (`optimizer.lr`, `model.layers.0.units`); a listing
+shows the keys whose values differ between the listed runs, so a sweep's table shows what was
+swept.
 """
 
 from __future__ import annotations
@@ -16,10 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
-
-from .config import monitor_mode
+from .config import monitor_mode, read_yaml
 from .errors import UserError
+from .files import read_text
 from .runs import find_runs, open_run, read_metrics, read_summary
 
 FORMATS = ("table", "csv", "json")
@@ -39,13 +40,15 @@ class RunRow:
     wall_seconds: Optional[float]
     config: dict[str, Any]  # flattened config.yaml
     params: dict[str, Any] = field(default_factory=dict)  # the keys that differ between rows
+    problems: list[str] = field(default_factory=list)  # why an `unreadable` run is one
 
     def record(self) -> dict:
-        """The row as one flat dict (csv, json): fixed columns, metrics, wall time, params."""
+        """The row as one flat dict (csv, json): fixed columns, metrics, wall time, problem."""
         out = {"run": self.path.name, "run_dir": str(self.path), "name": self.name,
                "status": self.status, "epochs": self.epochs, "best_epoch": self.best_epoch}
         out.update(self.metrics)
         out["wall_seconds"] = self.wall_seconds
+        out["problem"] = "; ".join(self.problems) or None
         return out
 
     def value(self, column: str) -> Any:
@@ -72,26 +75,53 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load((Path(run_dir) / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+    """A run's config.yaml, flattened; a UserError naming the file when it is not a regular
+    file, not YAML, or not a mapping (an empty file is an empty config)."""
+    path = Path(run_dir) / "config.yaml"
+    raw, _ = read_yaml(path)  # bounded: no FIFO or device, no alias explosion
+    if raw is None:
         return {}
-    return flatten(raw) if isinstance(raw, dict) else {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: not a mapping of keys to values")
+    try:
+        return flatten(raw)
+    except RecursionError:
+        raise UserError(f"{path}: nested too deeply to read") from None
+
+
+UNREADABLE = "unreadable"
 
 
 def run_row(run_dir: Path) -> RunRow:
+    """A run's row; a run whose config.yaml, summary.json or metrics.csv cannot be read is
+    an `unreadable` row that says why, so one bad run does not hide the others."""
     run_dir = Path(run_dir)
-    config = read_config(run_dir)
-    summary = read_summary(run_dir)
-    if summary is None:  # still training, or killed before it could write one
+    config: dict[str, Any] = {}
+    summary, history, problems = None, None, []
+    try:
+        config = read_config(run_dir)
+    except UserError as exc:
+        problems += exc.problems
+    try:
+        summary = read_summary(run_dir)
+    except UserError as exc:
+        problems += exc.problems
+    try:
         history = read_metrics(run_dir)
-        return RunRow(run_dir, str(config.get("name", run_dir.name)), "unfinished",
+    except UserError as exc:
+        problems += exc.problems
+    name = config.get("name", run_dir.name)
+    if problems:
+        return RunRow(run_dir, str(name), UNREADABLE, None, None, {}, None, config,
+                      problems=problems)
+    if summary is None:  # still training, or killed before it could write one
+        return RunRow(run_dir, str(name), "unfinished",
                       len(history) if history else None, None, {}, None, config)
     metrics = {k: v for k, v in (summary.get("best") or {}).items() if k.startswith("val_")}
     metrics.update({f"test_{k}": v for k, v in (summary.get("test") or {}).items()
                     if isinstance(v, (int, float))})
     return RunRow(run_dir, str(summary.get("name") or config.get("name", run_dir.name)),
-                  str(summary.get("status", "unknown")), summary.get("epochs_run"),
+                  str(summary.get("status") or "unknown"), summary.get("epochs_run"),
                   summary.get("best_epoch"), metrics, summary.get("wall_seconds"), config)
 
 
@@ -110,7 +140,8 @@ def differing_keys(configs: list[dict[str, Any]]) -> list[str]:
 
 def with_params(rows: list[RunRow]) -> list[str]:
     """Fill each row's params with the keys that differ between the rows; return the keys."""
-    keys = differing_keys([row.config for row in rows])
+    # An unreadable run's config may be unknown ({}): it does not make every key differ.
+    keys = differing_keys([row.config for row in rows if row.config or not row.problems])
     for row in rows:
         row.params = {key: row.config.get(key) for key in keys}
     return keys
@@ -241,7 +272,7 @@ def render(rows: list[RunRow], fmt: str) -> str:
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        columns = list(FIXED_COLUMNS) + metrics + ["wall_seconds"]
+        columns = list(FIXED_COLUMNS) + metrics + ["wall_seconds", "problem"]
         writer.writerow(columns + params)
         for row in rows:
             record = row.record()
@@ -264,7 +295,21 @@ def render(rows: list[RunRow], fmt: str) -> str:
     if len(params) > len(shown):
         text += (f"\n({len(params) - len(shown)} more differing parameters: "
                  "see --format csv or json)")
-    return text
+    return text + "".join(f"\nnote: {line}" for line in unreadable_notes(rows))
+
+
+NOTES_PER_RUN = 3
+
+
+def unreadable_notes(rows: list[RunRow]) -> list[str]:
+    """Why each unreadable run is one: its first problems (each names its file)."""
+    notes = []
+    for row in rows:
+        notes += row.problems[:NOTES_PER_RUN]
+        if len(row.problems) > NOTES_PER_RUN:
+            notes.append(f"{row.path}: {len(row.problems) - NOTES_PER_RUN} more problems "
+                         f"(see nnctl runs show {row.path})")
+    return notes
 
 
 # ---- runs show --------------------------------------------------------------------------------
@@ -315,7 +360,7 @@ def show_run(run_dir: Path, last: int = 5) -> str:
     if columns:
         lines += ["", "columns", *("  " + line for line in columns.splitlines())]
     lines += ["", "config.yaml"]
-    text = (run_dir / "config.yaml").read_text(encoding="utf-8")
+    text = read_text(run_dir / "config.yaml")
     lines += ["  " + line for line in text.rstrip("\n").splitlines()]
     history = read_metrics(run_dir)
     if history and last > 0:

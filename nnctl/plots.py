@@ -8,11 +8,13 @@ dot on each run's best epoch.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Optional
 
 from .checkpoint import atomic_write
 from .errors import UserError
+from .files import open_regular
 from .listing import format_value, read_config, differing_keys
 from .runs import open_run, read_metrics, read_summary
 
@@ -167,19 +169,16 @@ def is_sweep_folder(path: Path) -> bool:
 def plot_sweep(folder: Path, output: Path) -> Path:
     """A sweep's metric against each parameter (one panel each, pruned trials marked x), and
     every trial's metric epoch by epoch (pruned ones dashed, ending in an x)."""
-    import csv
     import math
 
     folder = Path(folder)
+    header, rows = read_sweep_csv(folder / "sweep.csv")
     try:
-        with open(folder / "sweep.csv", newline="", encoding="utf-8") as f:
-            reader = csv.reader(f)
-            header = next(reader)
-            rows = [dict(zip(header, row)) for row in reader]
         params = header[header.index("trial") + 1:header.index("status")]
         metric = header[header.index("status") + 1]
-    except (OSError, StopIteration, ValueError) as exc:
-        raise UserError(f"{folder / 'sweep.csv'}: cannot read ({exc})") from None
+    except (ValueError, IndexError):
+        raise UserError(f"{folder / 'sweep.csv'}:1: not a sweep table (the header needs trial, "
+                        "the parameters, status and the metric, in this order)") from None
     ended = [r for r in rows if _number(r.get(metric)) is not None]
     if not ended:
         raise UserError(f"{folder}: no trial has a {metric} yet")
@@ -224,12 +223,17 @@ def plot_sweep(folder: Path, output: Path) -> Path:
         ax.grid(True, alpha=0.3)
     curves = axes[len(params)]
     for row in rows:
-        run_dir = Path(row.get("run_dir") or "")
-        if not row.get("run_dir"):
+        if not row.get("run_dir") or "\0" in row["run_dir"]:
             continue
+        run_dir = Path(row["run_dir"])
         if not run_dir.is_absolute() and not run_dir.exists():
             run_dir = folder / run_dir.name
-        history = [h for h in read_metrics(run_dir) if _number(h.get(metric)) is not None]
+        try:
+            history = [h for h in read_metrics(run_dir) if _number(h.get(metric)) is not None]
+        except UserError as exc:  # one trial's curve is left out; the sweep is still drawn
+            for problem in exc.problems:
+                print(f"warning: {problem}", file=sys.stderr)
+            continue
         if not history:
             continue
         epochs = [h["epoch"] for h in history]
@@ -249,6 +253,34 @@ def plot_sweep(folder: Path, output: Path) -> Path:
                     fontsize="medium")
     atomic_write(output, lambda f: figure.savefig(f, format=fmt))
     return output
+
+
+def read_sweep_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """sweep.csv's header and rows, each row as long as the header; a UserError naming the
+    file and line for a file that is not one (a FIFO or device, not UTF-8, not CSV)."""
+    import csv
+    import io
+
+    with open_regular(path) as raw:
+        f = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        reader = csv.reader(f)
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise UserError(f"{path}: empty; not a sweep table")
+            rows = []
+            for cells in reader:
+                if not cells:
+                    continue
+                if len(cells) != len(header):
+                    raise UserError(f"{path}:{reader.line_num}: {len(cells)} cells, but the "
+                                    f"header has {len(header)} columns")
+                rows.append(dict(zip(header, cells)))
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path}: not UTF-8 text ({exc.reason})") from None
+        except csv.Error as exc:
+            raise UserError(f"{path}:{reader.line_num}: not CSV ({exc})") from None
+    return header, rows
 
 
 def _number(text) -> Optional[float]:

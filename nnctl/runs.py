@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import platform
 import re
@@ -27,6 +28,7 @@ from .checkpoint import (
     atomic_write, fsync_dir, load_checkpoint, save_checkpoint, TEMP_MARK,
 )
 from .errors import CheckpointError, UserError
+from .files import open_regular, read_text
 from .progress import format_row
 
 CHECKPOINTS = "checkpoints"
@@ -207,8 +209,10 @@ def open_run(path: Path) -> Path:
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"{path}: no such run directory")
-    if not (path / "config.yaml").is_file():
+    config = path / "config.yaml"
+    if not os.path.lexists(config):
         raise UserError(f"{path}: not a run directory (no config.yaml)")
+    open_regular(config).close()  # a FIFO, device or folder is named here, before any read
     return path
 
 
@@ -226,28 +230,206 @@ def write_summary(run_path: Path, summary: dict) -> None:
 
 
 def read_summary(run_path: Path) -> Optional[dict]:
-    try:
-        return json.loads((Path(run_path) / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    """summary.json, checked: None when there is none yet (a run in its first epoch, or one
+    killed before writing it); a UserError naming the file and field when it is not one
+    nnctl wrote (not JSON, not a mapping, a field of the wrong type, a FIFO or a device)."""
+    path = Path(run_path) / "summary.json"
+    if not os.path.lexists(path):
         return None
+    text = read_text(path)
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise UserError(f"{path}: nested too deeply to read; not a summary nnctl wrote") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{exc.lineno}: not JSON ({exc.msg}, column {exc.colno})") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise UserError(f"{path}: not JSON ({exc})") from None
+    problems = summary_problems(path, data)
+    if len(problems) > MAX_PROBLEMS:
+        problems = problems[:MAX_PROBLEMS] + [f"{path}: {len(problems) - MAX_PROBLEMS} more "
+                                              "problems"]
+    if problems:
+        raise UserError(problems)
+    return data
+
+
+MAX_PROBLEMS = 10  # reported per file; the rest are counted
+
+# The fields of summary.json that nnctl reads, and what each must be (any may be null or
+# absent; other fields are left alone).
+SUMMARY_WHOLE = ("epochs_run", "best_epoch", "seed", "threads")
+SUMMARY_REAL = ("wall_seconds",)
+SUMMARY_NUMBER_MAPS = ("best", "final", "test", "rows", "blank_targets", "class_weight")
+SUMMARY_MAPS = ("versions",)
+SUMMARY_TEXT = ("name", "run_dir", "status", "message", "monitor", "command", "signal")
+
+
+def summary_problems(path: Path, data: Any) -> list[str]:
+    if not isinstance(data, dict):
+        return [f"{path}: not a mapping of fields to values (got {_json_kind(data)})"]
+    problems = []
+    for key in SUMMARY_WHOLE + SUMMARY_REAL:
+        problem = _number_problem(data.get(key), whole=key in SUMMARY_WHOLE)
+        if problem:
+            problems.append(f"{path}: field {key!r} {problem} (got {_shown(data[key])})")
+    for key in SUMMARY_NUMBER_MAPS + SUMMARY_MAPS:
+        value = data.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            problems.append(f"{path}: field {key!r} is not a mapping (got {_shown(value)})")
+            continue
+        if key in SUMMARY_NUMBER_MAPS:
+            for name, inner in value.items():
+                problem = _number_problem(inner, whole=False, nullable=False)
+                if problem:
+                    problems.append(f"{path}: field '{key}.{name}' {problem} "
+                                    f"(got {_shown(inner)})")
+    for key in SUMMARY_TEXT:
+        value = data.get(key)
+        if value is not None and not isinstance(value, str):
+            problems.append(f"{path}: field {key!r} is not text (got {_shown(value)})")
+    return problems
+
+
+def _number_problem(value: Any, whole: bool, nullable: bool = True) -> Optional[str]:
+    """None for a finite number (an integer if `whole`), else what is wrong with it."""
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "is not a number"
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer beyond any float
+        finite = False
+    if not finite:
+        return "is not a finite number"
+    if whole and not isinstance(value, int):
+        return "is not a whole number"
+    return None
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {list: "a list", str: "text", bool: "true or false", type(None): "null"}
+    return kinds.get(type(value), "a number" if isinstance(value, (int, float)) else "a value")
+
+
+def _shown(value: Any, width: int = 40) -> str:
+    """A value as JSON, cut to `width` characters."""
+    try:
+        text = json.dumps(value, default=str)
+    except (ValueError, RecursionError):
+        text = type(value).__name__
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+METRICS_LINE_LIMIT = 1024 * 1024  # bytes; a line of metrics.csv is about 100
 
 
 def read_metrics(run_path: Path) -> list[dict]:
-    try:
-        with open(Path(run_path) / "metrics.csv", newline="", encoding="utf-8") as f:
-            return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(f)]
-    except OSError:
+    """metrics.csv, one dict per epoch: `epoch` an int, every other column a float. [] when
+    there is no metrics.csv yet (the run has not finished an epoch). A file nnctl did not write
+    (a FIFO or a device, text that is not UTF-8 or CSV, a row whose length is not the
+    header's, a cell that is not a number) is a UserError naming the file and the line."""
+    path = Path(run_path) / "metrics.csv"
+    if not os.path.lexists(path):
         return []
+    with open_regular(path) as f:
+        return _parse_metrics(path, f)
 
 
-def _number(text: str) -> Any:
-    try:
-        return int(text)
-    except ValueError:
+def _metric_lines(path: Path, f):
+    """The lines of a binary file as text, each at most METRICS_LINE_LIMIT bytes."""
+    number = 0
+    while True:
+        raw = f.readline(METRICS_LINE_LIMIT + 1)
+        if not raw:
+            return
+        number += 1
+        if len(raw) > METRICS_LINE_LIMIT:
+            raise UserError(f"{path}:{number}: a line longer than "
+                            f"{METRICS_LINE_LIMIT // (1024 * 1024)} MB; not a file nnctl wrote")
         try:
-            return float(text)
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path}:{number}: not UTF-8 text (byte {exc.start + 1} of the "
+                            "line)") from None
+        yield text.removeprefix("\ufeff") if number == 1 else text
+
+
+def _parse_metrics(path: Path, f) -> list[dict]:
+    reader = csv.reader(_metric_lines(path, f), strict=True)
+    problems: list[str] = []
+    more = 0
+    rows: list[dict] = []
+    try:
+        header = next(reader, None)
+        if header is None:
+            return []
+        names = set()
+        for name in header:
+            if not name.strip():
+                problems.append(f"{path}:1: a column without a name")
+            elif name in names:
+                problems.append(f"{path}:1: column {name!r} is given twice")
+            names.add(name)
+        if "epoch" not in names:
+            problems.append(f"{path}:1: no 'epoch' column")
+        if problems:
+            raise UserError(problems)
+        converters = [_epoch if name == "epoch" else float for name in header]
+        width = len(header)
+        for cells in reader:
+            if not cells:
+                continue  # a blank line
+            if len(cells) != width:
+                found = [f"{path}:{reader.line_num}: {len(cells)} cells, but the header has "
+                         f"{width} columns"]
+            else:
+                try:
+                    rows.append(dict(zip(header, [convert(cell) for convert, cell
+                                                  in zip(converters, cells)])))
+                    continue
+                except ValueError:
+                    found = [_cell_problem(path, reader.line_num, name, cell)
+                             for name, cell in zip(header, cells)]
+                    found = [problem for problem in found if problem]
+            keep = max(MAX_PROBLEMS - len(problems), 0)
+            problems += found[:keep]
+            more += len(found) - len(found[:keep])
+    except csv.Error as exc:
+        problems.append(f"{path}:{reader.line_num}: not CSV ({exc})")
+    if problems:
+        if more:
+            problems.append(f"{path}: {more} more problems")
+        raise UserError(problems)
+    return rows
+
+
+MAX_EPOCH = 2**63 - 1
+
+
+def _epoch(cell: str) -> int:
+    value = int(cell)
+    if not 0 <= value <= MAX_EPOCH:
+        raise ValueError(f"epoch {cell} out of range")
+    return value
+
+
+def _cell_problem(path: Path, line: int, column: str, cell: str) -> Optional[str]:
+    shown = cell if len(cell) <= 20 else cell[:17] + "..."
+    if column == "epoch":
+        try:
+            _epoch(cell)
         except ValueError:
-            return text
+            return f"{path}:{line}: column 'epoch' is not a whole number of 0 or more ({shown!r})"
+        return None
+    try:
+        float(cell)
+    except ValueError:
+        return f"{path}:{line}: column {column!r} is not a number ({shown!r})"
+    return None
 
 
 def find_runs(root: Path) -> list[Path]:
@@ -256,7 +438,8 @@ def find_runs(root: Path) -> list[Path]:
     if not root.is_dir():
         raise UserError(f"{root}: no such folder")
     return sorted(p.parent for p in root.rglob("config.yaml")
-                  if (p.parent / CHECKPOINTS).is_dir() or (p.parent / "summary.json").is_file())
+                  if (p.parent / CHECKPOINTS).is_dir()
+                  or os.path.lexists(p.parent / "summary.json"))
 
 
 def command_line() -> str:
