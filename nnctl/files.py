@@ -16,10 +16,11 @@ SIDECAR_LIMIT = 8 * 1024 * 1024  # bytes: configs, summaries, checkpoint descrip
 
 def open_regular(path: str | os.PathLike, error: type[UserError] = UserError):
     """A binary file object for `path`, which must be a regular file (a symlink to one is
-    fine). O_NONBLOCK keeps a FIFO from blocking the open; fstat then refuses it, a device or
-    a folder, before any byte is read."""
+    fine): a FIFO, a device or a folder is refused before it is opened, and again after (with
+    O_NONBLOCK, so a FIFO swapped in meanwhile cannot block the open)."""
     path = Path(path)
-    try:
+    try:  # not even opened unless regular: opening some devices has effects (a tape rewinds)
+        _refuse_special(path, os.stat(path).st_mode, error)
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise error(f"{path}: no such file") from None
@@ -27,18 +28,21 @@ def open_regular(path: str | os.PathLike, error: type[UserError] = UserError):
         raise error(f"{path}: is a folder, not a file") from None
     except OSError as exc:
         raise error(f"{path}: cannot open ({exc.strerror or exc})") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
-                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-                    else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
-            raise error(f"{path}: is {kind}, not a regular file")
+    try:  # and checked again once open: the path may have changed in between
+        _refuse_special(path, os.fstat(fd).st_mode, error)
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
+
+
+def _refuse_special(path: Path, mode: int, error: type[UserError]) -> None:
+    if not stat.S_ISREG(mode):
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        raise error(f"{path}: is {kind}, not a regular file")
 
 
 def read_bytes(path: str | os.PathLike, limit: int = SIDECAR_LIMIT,

@@ -358,7 +358,11 @@ class Follower:
         run_dir = self.run_dir()
         if run_dir is None:
             return False
-        new = [row for row in read_metrics(run_dir) if row.get("epoch", 0) > self.epoch]
+        try:
+            rows = read_metrics(run_dir)
+        except UserError:
+            return False  # mid-write or tampered: the trial's own process reports it
+        new = [row for row in rows if row.get("epoch", 0) > self.epoch]
         for row in new:
             value = row.get(self.sweep.metric)
             if isinstance(value, (int, float)) and value == value:
@@ -373,7 +377,10 @@ class Follower:
 def mark_pruned(run_dir: Path) -> None:
     """The run stopped for the pruner is saved like an interrupted one (resumable), and its
     summary says why."""
-    summary = read_summary(run_dir)
+    try:
+        summary = read_summary(run_dir)
+    except UserError:
+        return  # unreadable: runs list marks it, and resuming the run rewrites it
     if summary is None:
         return
     summary["status"] = "pruned"
