@@ -31,7 +31,7 @@ from .build import (
     check_against_data, check_columns, check_memory, class_weights, rng_streams,
 )
 from .checkpoint import (
-    MAX_WHOLE, data_bytes, load_checkpoint, load_weights_file, model_arrays, remove_temp_files,
+    MAX_WHOLE, limited, load_checkpoint, load_weights_file, model_arrays, remove_temp_files,
 )
 from .config import Config, PlateauSchedule, label_text, load_config, monitor_mode
 from .data import Preprocessing, TrainingData, load_for_eval, load_for_predict, load_training_data
@@ -110,7 +110,7 @@ def resume(run_dir: PathLike, quiet: bool = True, cache: Optional[PathLike] = No
         return Run(run_dir)
     # Before anything is written, and held until training ends: a second resume of this run,
     # or a resume of a run still training, is refused here and changes nothing.
-    with lock_run(run_dir) as lock:
+    with lock_run(run_dir):
         summary = read_summary(run_dir) or {}  # the holder may have finished meanwhile
         if summary.get("status") in ("completed", "early_stopped"):
             return Run(run_dir)
@@ -312,7 +312,7 @@ def _restore(session: Session, run: RunRecorder, arrays: dict, meta: dict) -> No
     npz_path = run.checkpoints / "last.npz"
     problems = array_value_problems(arrays, npz_path)
     if problems:
-        raise CheckpointError(problems)
+        raise CheckpointError(limited(problems, npz_path))
     try:
         trainer.model.load_state_dict(model_arrays(arrays))
         trainer.optimizer.load_state_dict(
@@ -416,7 +416,7 @@ def weights_check(trainer: Trainer, npz_path: Path):
         problems = array_table_problems(meta, expected, npz_path, npz_path.with_suffix(".json"),
                                         complete=False)
         if problems:
-            raise CheckpointError(problems)
+            raise CheckpointError(limited(problems, npz_path))
 
     return check
 
@@ -488,7 +488,7 @@ def checked_preprocessing(meta: dict, config: Config, json_path: Path) -> Prepro
         problems.append(f"{json_path}: dtype: the run's config trains in {config.dtype} "
                         f"(got {meta['dtype']!r})")
     if problems:
-        raise CheckpointError(problems)
+        raise CheckpointError(limited(problems, json_path))
     try:
         return Preprocessing.from_dict(data)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -585,6 +585,29 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "es" if noun.endswith("s") else "s")
 
 
+def _lr_problem(lr: float, epoch: int, config: Config) -> Optional[str]:
+    """The learning rate after `epoch` epochs is the config's (no schedule), the schedule's
+    value for that epoch (step, exponential, cosine), or between min_lr and the config's
+    (plateau); None when `lr` is that."""
+    base = config.optimizer.lr
+    spec = config.training.lr_schedule
+    if isinstance(spec, PlateauSchedule):
+        low, high = sorted((spec.min_lr, base))
+        if not low <= lr <= high:
+            return f"must be between {low} and {high} under a plateau schedule (got {lr})"
+        return None
+    if spec is None or epoch == 0:
+        wanted = base
+    else:
+        try:
+            wanted = build_schedule(config).after_epoch(epoch, {}, base)
+        except (OverflowError, ZeroDivisionError, ValueError):
+            return None  # a schedule too extreme to recompute is not the checkpoint's fault
+    if not math.isclose(lr, wanted, rel_tol=1e-9, abs_tol=0.0):
+        return f"must be {wanted}, the run's learning rate after {epoch} epochs (got {lr})"
+    return None
+
+
 def _column_problems(prep: Preprocessing, config: Config, problem) -> None:
     """Each column's encoder against what the config declares and what encoding can use."""
     for i, column in enumerate(prep.columns):
@@ -657,7 +680,7 @@ def check_resume_meta(meta: dict, session: Session, run_dir: Path) -> None:
     problems += trainer_problems(meta, config, json_path, session.data.preprocessing.n_outputs,
                                  n_batches)
     if problems:
-        raise CheckpointError(problems)
+        raise CheckpointError(limited(problems, npz_path))
 
 
 def trainer_problems(meta: dict, config: Config, json_path: Path, outputs: int,
@@ -693,6 +716,9 @@ def trainer_problems(meta: dict, config: Config, json_path: Path, outputs: int,
     if early is not None and early["wait"] > epoch:
         problems.append(f"{where}.early_stopping.wait: must be <= trainer.epoch ({epoch}) "
                         f"(got {early['wait']})")
+    lr_problem = _lr_problem(state["lr"], epoch, config)
+    if lr_problem:
+        problems.append(f"{where}.lr: {lr_problem}")
     schedule = state["schedule"]
     plateau = isinstance(config.training.lr_schedule, PlateauSchedule)
     if schedule is not None and plateau:
@@ -849,13 +875,13 @@ def load_run(run_dir: Path, which: str, config: Config) -> Loaded:
         problems = array_table_problems(meta, expected, npz_path, json_path, complete=False)
         problems += trainer_problems(meta, config, json_path, prep.n_outputs)
         if problems:
-            raise CheckpointError(problems)
+            raise CheckpointError(limited(problems, npz_path))
         built.update(prep=prep, model=model)
 
     arrays, meta = read_run_checkpoint(run_dir, which, check)
     problems = array_value_problems(arrays, npz_path)
     if problems:
-        raise CheckpointError(problems)
+        raise CheckpointError(limited(problems, npz_path))
     model = built["model"]
     try:
         model.load_state_dict(model_arrays(arrays))
