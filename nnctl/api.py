@@ -134,7 +134,7 @@ def _resume(run_dir: Path, summary: dict, quiet: bool, cache: Optional[PathLike]
         resumed_from = meta["epoch"]
     run.log(f"resumed from epoch {resumed_from or 0}, batch {session.trainer.batch}: "
             f"{command_line()}")
-    _fit(session, run, started=time.time(), previous_seconds=float(summary.get("wall_seconds", 0.0)))
+    _fit(session, run, started=time.time(), previous_seconds=float(summary.get("wall_seconds") or 0.0))
 
 
 def load(run_dir: PathLike, checkpoint: str = "best") -> Run:

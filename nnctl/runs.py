@@ -166,7 +166,10 @@ def link_checkpoint(folder: Path, source: str, target: str) -> None:
             os.link(folder / f"{source}{ext}", temp)
             os.replace(temp, folder / f"{target}{ext}")
         except OSError as exc:
-            temp.unlink(missing_ok=True)
+            try:
+                temp.unlink(missing_ok=True)
+            except OSError:
+                pass  # the disk went read-only: the error that matters is the one below
             raise UserError(f"{folder / (target + ext)}: cannot write ({exc.strerror})") from None
     try:
         fsync_dir(folder)
