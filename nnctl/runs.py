@@ -126,13 +126,13 @@ class RunRecorder:
         arrays.update({f"optimizer.{k}": v for k, v in trainer.optimizer.state_dict().items()})
         for key in RNG_KEYS:
             arrays[f"rng.{key.removesuffix('_rng')}"] = rng_array(state.pop(key))
-        meta = {
+        meta = finite_only({
             "epoch": trainer.epoch, "step": trainer.step, "batch": trainer.batch,
             "dtype": str(trainer.model.dtype),
             "preprocessing": self.preprocessing,
             "metrics": trainer.last_row,
             "trainer": state,
-        }
+        })
         first, *others = stems
         save_checkpoint(self.checkpoints, first, arrays, meta)
         for stem in others:
@@ -190,6 +190,17 @@ def _cell(value: Any) -> Any:
     return f"{value:.8g}" if isinstance(value, float) else value
 
 
+def finite_only(value: Any) -> Any:
+    """A copy without the non-finite numbers JSON cannot hold (a validation loss that
+    overflowed): a metric that cannot be written must never cost the checkpoint or summary."""
+    if isinstance(value, dict):
+        return {k: finite_only(v) for k, v in value.items()
+                if not (isinstance(v, (float, np.floating)) and not math.isfinite(v))}
+    if isinstance(value, list):
+        return [finite_only(v) for v in value]
+    return value
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -228,7 +239,8 @@ def read_checkpoint(run_path: Path, stem: str) -> tuple[dict[str, np.ndarray], d
 
 
 def write_summary(run_path: Path, summary: dict) -> None:
-    text = json.dumps(summary, indent=2, allow_nan=False, default=_json_default) + "\n"
+    text = json.dumps(finite_only(summary), indent=2, allow_nan=False,
+                      default=_json_default) + "\n"
     atomic_write(Path(run_path) / "summary.json", lambda f: f.write(text.encode("utf-8")))
 
 

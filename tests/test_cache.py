@@ -223,7 +223,7 @@ def test_a_damaged_entry_is_a_miss_and_is_written_again(tmp_path, damage):
     frame = read_csv(csv, cache=cache)
     assert mapped_file(frame["score"].to_numpy())[0].parent == entry
     assert_same(frame, reference(csv))
-    assert [p.name for p in cache.iterdir() if p.name.startswith(".")] == []
+    assert [p.name for p in cache.iterdir() if p.name.startswith(".tmp-")] == []  # no leftovers
 
 
 READER = """
@@ -262,7 +262,7 @@ def test_processes_missing_at_once_all_get_the_frame_and_one_entry_remains(tmp_p
     assert [(c.returncode, out) for c, (out, _) in zip(children, results)] == \
         [(0, "ok\n")] * 3, results
     assert len(entries(cache)) == 1
-    assert [p.name for p in cache.iterdir() if p.name.startswith(".")] == []
+    assert [p.name for p in cache.iterdir() if p.name.startswith(".tmp-")] == []  # no leftovers
     assert_same(read_csv(csv, ["zip"], cache=cache), reference(csv, ["zip"]))
 
 

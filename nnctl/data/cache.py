@@ -21,6 +21,7 @@ import os
 import secrets
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -53,15 +54,41 @@ def cached_read(folder: str | os.PathLike, path: Path, settings: dict,
     frame = load(entry, inputs)
     if frame is not None:
         return frame
-    damaged = entry.exists()
-    frame = parse()
-    try:
-        # a file changed while it was read is stored under neither content
-        if _identity(path) == before:
-            store(folder, key, inputs, frame, str(path.resolve()), replace=damaged)
-    except OSError:
-        pass  # a full disk or a read-only folder: the frame is right, only not kept
+    # Trials that start together all miss: one parses while the others wait for its entry,
+    # so a sweep parses each file once, not once per trial starting at that moment.
+    with _parsing(folder, key):
+        frame = load(entry, inputs)
+        if frame is not None:
+            return frame
+        damaged = entry.exists()
+        frame = parse()
+        try:
+            # a file changed while it was read is stored under neither content
+            if _identity(path) == before:
+                store(folder, key, inputs, frame, str(path.resolve()), replace=damaged)
+        except OSError:
+            pass  # a full disk or a read-only folder: the frame is right, only not kept
     return frame
+
+
+@contextmanager
+def _parsing(folder: Path, key: str):
+    """An exclusive lock on one key while its file is parsed and stored (fcntl.lockf, released
+    if the process dies); without a lock file (a read-only folder), no waiting."""
+    import fcntl
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        f = open(folder / f".{key}.lock", "a+b")
+    except OSError:
+        yield
+        return
+    with f:
+        fcntl.lockf(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.lockf(f, fcntl.LOCK_UN)
 
 
 def load(entry: Path, inputs: Optional[dict] = None):

@@ -30,7 +30,7 @@ from .spec import Sweep, Trial, load_sweep
 from .table import FINISHED, Outcome, rank, read_outcome, sweep_csv
 
 EXIT_TRIALS_FAILED = 4  # 1 is an internal error, 2 a bad sweep file, 3 a diverged `train`
-POLL_SECONDS = 0.5      # how often a running trial's metrics.csv is read
+POLL_SECONDS = 0.2      # how often a running trial's metrics.csv is read (small epochs are fast)
 CACHE = "cache"         # the parsed training data, shared by the trials (see nnctl.data.cache)
 
 Log = Callable[[str], None]
@@ -230,6 +230,14 @@ class Workers:
             if self.received and outcome.status == "failed":
                 # stopped by the sweep's signal before it could save anything (still starting)
                 outcome.status, outcome.error = "interrupted", ""
+            elif follower.pruned and outcome.status == "failed":
+                # the pruner's SIGTERM came as training ended, after its handler was gone
+                summary = follower.summary()
+                finished = summary is not None and summary.get("status") in FINISHED
+                outcome.status = summary["status"] if finished else "interrupted"
+                outcome.error = ""
+                if finished:
+                    follower.pruned = False
             self.finish(trial, outcome, follower.pruned)
 
     def finish(self, trial, outcome: Outcome, pruned: bool) -> None:
@@ -341,6 +349,7 @@ class Follower:
 
     def __init__(self, trial, outcome: Outcome, folder: Path, sweep: Sweep):
         self.trial, self.outcome, self.folder, self.sweep = trial, outcome, folder, sweep
+        self.epochs = sweep.epochs  # the config's; a trial may set its own
         self.epoch = 0
         self.pruned = False
 
@@ -368,10 +377,17 @@ class Follower:
             if isinstance(value, (int, float)) and value == value:
                 self.trial.report(float(value), int(row["epoch"]))
             self.epoch = int(row["epoch"])
-        if prune and new and not self.pruned and self.sweep.spec.early_terminate is not None \
-                and self.trial.should_prune():
+        last = self.epoch >= int(self.outcome.trial.params.get("training.epochs", self.epochs))
+        if prune and new and not last and not self.pruned and \
+                self.sweep.spec.early_terminate is not None and self.trial.should_prune():
             self.pruned = True
         return self.pruned and prune and bool(new)
+
+    def summary(self) -> Optional[dict]:
+        try:
+            return read_summary(Path(self.outcome.run_dir)) if self.outcome.run_dir else None
+        except UserError:
+            return None
 
 
 def mark_pruned(run_dir: Path) -> None:
