@@ -31,7 +31,8 @@ from .build import (
     check_against_data, check_columns, check_memory, class_weights, rng_streams,
 )
 from .checkpoint import (
-    MAX_WHOLE, limited, load_checkpoint, load_weights_file, model_arrays, remove_temp_files,
+    MAX_WHOLE, limited, load_checkpoint, load_weights_file, model_arrays, read_json,
+    remove_temp_files,
 )
 from .config import Config, PlateauSchedule, label_text, load_config, monitor_mode
 from .data import Preprocessing, TrainingData, load_for_eval, load_for_predict, load_training_data
@@ -799,6 +800,7 @@ def _fit(session: Session, run: RunRecorder, started: float, previous_seconds: f
         # saved and the last checkpoint (the previous epoch's) is where a resume starts.
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         summary.update(_outcome(trainer, status, started, previous_seconds))
+        summary.update(_saved_best(run))  # a save that failed (a full disk) is no best epoch
         summary["message"] = f"{type(exc).__name__}: {exc}"
         _try_write_summary(run, summary)
         raise
@@ -831,6 +833,16 @@ def _test_metrics(session: Session, run: RunRecorder) -> dict:
     except CheckpointError:
         pass
     return evaluate(trainer.model, trainer.loss, session.data.test, trainer.task)
+
+
+def _saved_best(run: RunRecorder) -> dict:
+    """The best epoch and its metrics as the `best` checkpoint on disk records them (none if
+    it was never written)."""
+    try:
+        meta = read_json(run.checkpoints / "best.json")
+        return {"best_epoch": meta["epoch"], "best": meta.get("metrics")}
+    except (UserError, KeyError, TypeError):
+        return {"best_epoch": None, "best": None}
 
 
 def _try_write_summary(run: RunRecorder, summary: dict) -> None:

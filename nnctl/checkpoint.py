@@ -27,6 +27,7 @@ import io
 import json
 import math
 import os
+import re
 import secrets
 import struct
 import zipfile
@@ -111,12 +112,17 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+TEMP_NAME = re.compile(r"\..+" + re.escape(TEMP_MARK) + r"\d+-[0-9a-f]{6}")  # atomic_write's
+
+
 def remove_temp_files(folder: Path) -> list[Path]:
-    """Delete temporary files left by a process killed mid-write."""
+    """Delete temporary files left by a process killed mid-write: only files named as
+    atomic_write names them, and never through a symlinked folder (what it points to is not
+    the run's: nnctl deletes only what it created)."""
     removed = []
-    if folder.is_dir():
+    if folder.is_dir() and not folder.is_symlink():
         for path in folder.iterdir():
-            if path.name.startswith(".") and TEMP_MARK in path.name:
+            if TEMP_NAME.fullmatch(path.name) and path.is_file() and not path.is_symlink():
                 try:
                     path.unlink(missing_ok=True)
                 except OSError as exc:

@@ -4,6 +4,7 @@ created. Every command runs as a real process under an address-space limit and a
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -179,3 +180,43 @@ def test_a_sweep_counts_its_trials_before_making_them(folder, body, fragment):
     result = nnctl("sweep", "big.yaml", "--runs-dir", "runs", cwd=folder)
     refused(result, fragment)
     assert not (folder / "runs").exists()
+
+
+# ---- what nnctl deletes, and what a failed run's summary claims ---------------------------------
+
+def test_temporary_files_are_removed_only_in_the_run_itself(tmp_path):
+    """A run whose checkpoints/ is a symlink elsewhere: files there that look like nnctl's
+    temporary files are not nnctl's to delete; in the run itself only atomic_write's names go."""
+    from nnctl.checkpoint import remove_temp_files
+
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    victim = outside / ".best.npz.tmp-123-abcdef"
+    victim.write_text("someone's")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoints").symlink_to(outside)
+    assert remove_temp_files(run / "checkpoints") == []
+    assert victim.exists()
+    left = run / ".last.json.tmp-99-0a1b2c"
+    left.write_text("a write that never finished")
+    notes = run / ".notes.tmp-mine"
+    notes.write_text("the user's")
+    assert remove_temp_files(run) == [left]
+    assert notes.exists()
+
+
+def test_a_failed_run_claims_only_the_best_epoch_it_saved(folder):
+    """The summary of a run that failed (here: its best checkpoint removed, as a full disk
+    would leave it unwritten) reports the best epoch from the checkpoint on disk, or none."""
+    from nnctl.api import _saved_best
+    from nnctl.runs import RunRecorder
+
+    result = nnctl("train", "base.yaml", "--runs-dir", "runs", "--quiet", cwd=folder)
+    run_dir = Path(folder / result.stdout.splitlines()[0])
+    recorder = RunRecorder(run_dir, {})
+    saved = _saved_best(recorder)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert saved["best_epoch"] == summary["best_epoch"] >= 1
+    (run_dir / "checkpoints" / "best.json").unlink()
+    assert _saved_best(recorder) == {"best_epoch": None, "best": None}
