@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -44,24 +43,6 @@ print(json.dumps({"read": read, "used": time.perf_counter() - started}))
 """
 
 
-def write_csv(rows: int, folder: Path) -> Path:
-    from bench_mnist_like import FEATURES, make_dataset
-
-    path = folder / f"nnctl_bench_cache_{rows}.csv"
-    if path.exists():
-        return path
-    print(f"writing {path} (once) ...", file=sys.stderr, flush=True)
-    codes, y = make_dataset(rows)
-    text = [f"{v / 1000:.3f}" for v in range(1001)]
-    temp = path.with_suffix(".tmp")
-    with open(temp, "w", encoding="utf-8") as f:
-        f.write(",".join(["label"] + [f"pixel{i}" for i in range(FEATURES)]) + "\n")
-        for label, row in zip(y.tolist(), codes.tolist()):
-            f.write(f"{label}," + ",".join([text[v] for v in row]) + "\n")
-    os.replace(temp, path)
-    return path
-
-
 def run(csv: Path, cache: Path | None, workdir: Path) -> dict:
     result = timed([sys.executable, "-c", CHILD, str(csv), str(cache or "")], workdir)
     if result["code"] != 0:
@@ -75,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
 
-    csv = write_csv(args.rows, Path(tempfile.gettempdir()))
+    from bench_mnist_like import ensure_csv
+
+    csv = ensure_csv(args.rows)  # the MNIST-like benchmark's file, made once and kept
     print(machine())
     print(f"{csv}: {csv.stat().st_size / 1e6:.0f} MB")
     with tempfile.TemporaryDirectory(prefix="nnctl-bench-cache-") as work:
