@@ -112,7 +112,7 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-TEMP_NAME = re.compile(r"\..+" + re.escape(TEMP_MARK) + r"\d+-[0-9a-f]{6}")  # atomic_write's
+TEMP_NAME = re.compile(r"\..+" + re.escape(TEMP_MARK) + r"\d+-[0-9a-f]+")  # atomic_write's
 
 
 def remove_temp_files(folder: Path) -> list[Path]:
