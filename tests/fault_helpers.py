@@ -5,6 +5,7 @@ a progress reporter that interrupts training at a chosen batch, and checkpoint t
 from __future__ import annotations
 
 import csv
+from contextlib import contextmanager
 import json
 import os
 import signal
@@ -259,3 +260,18 @@ def rewrite_npz(path: Path, arrays: dict[str, np.ndarray], allow_pickle: bool = 
 
 def temp_files(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).rglob(".*") if ".tmp-" in p.name)
+
+
+@contextmanager
+def time_limit(seconds: float):
+    """Fail (instead of hanging) when one example takes too long."""
+    def expired(signum, frame):
+        raise TimeoutError(f"an example took longer than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -9,9 +9,7 @@ from __future__ import annotations
 import copy
 import random
 import shutil
-import signal
 from collections import Counter
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from fault_helpers import (
-    DATASETS, cli, dropout_config, make_classification_csv, only_run, run_dirs, write_yaml,
+    DATASETS, cli, dropout_config, make_classification_csv, only_run, run_dirs, time_limit,
+    write_yaml,
 )
 from nnctl.checkpoint import load_checkpoint
 from nnctl.api import prepare
@@ -33,21 +32,6 @@ FUZZ = settings(deadline=None, database=None, print_blob=True,
 
 def fuzz(examples: int) -> settings:
     return settings(FUZZ, max_examples=examples)
-
-
-@contextmanager
-def time_limit(seconds: float):
-    """Fail (instead of hanging) when one example takes too long."""
-    def expired(signum, frame):
-        raise TimeoutError(f"an example took longer than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def check_user_error(exc: UserError) -> None:

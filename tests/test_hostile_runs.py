@@ -17,12 +17,10 @@ import json
 import os
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from cli_helpers import tiny_iris_config
+from fault_helpers import time_limit
 from nnctl import api
 from nnctl.checkpoint import load_checkpoint
 from nnctl.errors import UserError
@@ -493,20 +492,6 @@ FUZZ = settings(deadline=None, database=None, print_blob=True,
                                        HealthCheck.function_scoped_fixture])
 
 
-@contextmanager
-def time_limit(seconds: float):
-    def expired(signum, frame):
-        raise TimeoutError(f"an example took longer than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 JSON_SCALARS = (st.none() | st.booleans() | st.integers() | st.floats()
                 | st.text(max_size=10) | st.sampled_from(["completed", "val_loss", "1", ""]))
 JSON_VALUES = st.recursive(
@@ -617,40 +602,35 @@ def check_listing_and_show(runs: Path, target: Path, counts: Counter) -> None:
             counts["show: ok"] += 1
 
 
-def test_any_summary_json_lists_and_shows_cleanly(base, fuzz_runs):
-    runs, target = fuzz_runs
-    original_bytes = (base.good[0] / "summary.json").read_bytes()
-    original = json.loads(original_bytes)
+def fuzz_file(runs, target: Path, name: str, contents) -> Counter:
+    """Write each of `contents`' examples over the run's `name`, list and show the runs; put
+    the original back afterwards. Returns how the examples went."""
+    original = (target / name).read_bytes()
     counts = Counter()
 
     @settings(FUZZ, max_examples=100)
-    @given(content=summary_contents(original))
+    @given(content=contents)
     def run(content):
-        (target / "summary.json").write_bytes(content)
+        (target / name).write_bytes(content)
         check_listing_and_show(runs, target, counts)
 
     try:
         run()
     finally:
-        (target / "summary.json").write_bytes(original_bytes)
-    print(f"\nsummary.json: {dict(counts)}")
+        (target / name).write_bytes(original)
+    print(f"\n{name}: {dict(counts)}")
+    return counts
+
+
+def test_any_summary_json_lists_and_shows_cleanly(base, fuzz_runs):
+    runs, target = fuzz_runs
+    original = json.loads((base.good[0] / "summary.json").read_bytes())
+    counts = fuzz_file(runs, target, "summary.json", summary_contents(original))
     assert counts["unreadable"] > 0 and counts["show: ok"] > 0
 
 
 def test_any_metrics_csv_lists_and_shows_cleanly(base, fuzz_runs):
     runs, target = fuzz_runs
-    original = (base.good[0] / "metrics.csv").read_bytes()
-    counts = Counter()
-
-    @settings(FUZZ, max_examples=100)
-    @given(content=metrics_contents(original.decode("utf-8")))
-    def run(content):
-        (target / "metrics.csv").write_bytes(content)
-        check_listing_and_show(runs, target, counts)
-
-    try:
-        run()
-    finally:
-        (target / "metrics.csv").write_bytes(original)
-    print(f"\nmetrics.csv: {dict(counts)}")
+    original = (base.good[0] / "metrics.csv").read_text(encoding="utf-8")
+    counts = fuzz_file(runs, target, "metrics.csv", metrics_contents(original))
     assert counts["unreadable"] > 0 and counts["show: ok"] > 0
