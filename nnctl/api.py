@@ -31,11 +31,12 @@ from .build import (
     check_against_data, check_columns, check_memory, class_weights, rng_streams,
 )
 from .checkpoint import (
-    MAX_WHOLE, limited, load_checkpoint, load_weights_file, model_arrays, read_json,
+    MAX_WHOLE, load_checkpoint, load_weights_file, model_arrays, read_json,
     remove_temp_files,
 )
 from .config import Config, PlateauSchedule, label_text, load_config, monitor_mode
 from .data import Preprocessing, TrainingData, load_for_eval, load_for_predict, load_training_data
+from .data.problems import limit
 from .errors import CheckpointError, UserError
 from .listing import column_table
 from .locking import lock_run
@@ -313,7 +314,7 @@ def _restore(session: Session, run: RunRecorder, arrays: dict, meta: dict) -> No
     npz_path = run.checkpoints / "last.npz"
     problems = array_value_problems(arrays, npz_path)
     if problems:
-        raise CheckpointError(limited(problems, npz_path))
+        raise CheckpointError(limit(problems, npz_path))
     try:
         trainer.model.load_state_dict(model_arrays(arrays))
         trainer.optimizer.load_state_dict(
@@ -417,7 +418,7 @@ def weights_check(trainer: Trainer, npz_path: Path):
         problems = array_table_problems(meta, expected, npz_path, npz_path.with_suffix(".json"),
                                         complete=False)
         if problems:
-            raise CheckpointError(limited(problems, npz_path))
+            raise CheckpointError(limit(problems, npz_path))
 
     return check
 
@@ -489,7 +490,7 @@ def checked_preprocessing(meta: dict, config: Config, json_path: Path) -> Prepro
         problems.append(f"{json_path}: dtype: the run's config trains in {config.dtype} "
                         f"(got {meta['dtype']!r})")
     if problems:
-        raise CheckpointError(limited(problems, json_path))
+        raise CheckpointError(limit(problems, json_path))
     try:
         return Preprocessing.from_dict(data)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -681,7 +682,7 @@ def check_resume_meta(meta: dict, session: Session, run_dir: Path) -> None:
     problems += trainer_problems(meta, config, json_path, session.data.preprocessing.n_outputs,
                                  n_batches)
     if problems:
-        raise CheckpointError(limited(problems, npz_path))
+        raise CheckpointError(limit(problems, npz_path))
 
 
 def trainer_problems(meta: dict, config: Config, json_path: Path, outputs: int,
@@ -887,13 +888,13 @@ def load_run(run_dir: Path, which: str, config: Config) -> Loaded:
         problems = array_table_problems(meta, expected, npz_path, json_path, complete=False)
         problems += trainer_problems(meta, config, json_path, prep.n_outputs)
         if problems:
-            raise CheckpointError(limited(problems, npz_path))
+            raise CheckpointError(limit(problems, npz_path))
         built.update(prep=prep, model=model)
 
     arrays, meta = read_run_checkpoint(run_dir, which, check)
     problems = array_value_problems(arrays, npz_path)
     if problems:
-        raise CheckpointError(limited(problems, npz_path))
+        raise CheckpointError(limit(problems, npz_path))
     model = built["model"]
     try:
         model.load_state_dict(model_arrays(arrays))

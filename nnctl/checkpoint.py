@@ -37,6 +37,7 @@ from typing import IO, Any, Callable, Optional
 
 import numpy as np
 
+from .data.problems import MAX_PROBLEMS, limit
 from .errors import CheckpointError, UserError
 from .files import SIDECAR_LIMIT, open_regular, read_bytes
 
@@ -45,7 +46,6 @@ META_ARRAY = "meta.json"
 TEMP_MARK = ".tmp-"
 
 NPY_HEADER_LIMIT = 64 * 1024   # bytes a member may hold besides its data: the .npy header
-MAX_PROBLEMS = 20              # schema problems listed per file; the rest are counted
 MAX_WHOLE = 2**53              # counts in the json (epochs, steps, sizes): exact in JSON
 MAX_ITEMS = 1_000_000          # entries of any list in the json
 MAX_ARRAYS = 50_000            # arrays in one checkpoint
@@ -245,7 +245,7 @@ def _members(archive: zipfile.ZipFile, path: Path) -> dict[str, zipfile.ZipInfo]
                             f"{info.compress_type}; only stored and deflated members are read")
         members[name] = info
     if problems:
-        raise CheckpointError(limited(problems, path))
+        raise CheckpointError(limit(problems, path))
     return members
 
 
@@ -284,16 +284,22 @@ def _read_described(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo
                 f"but {json_path.name} describes {entry['dtype']}{entry['shape']}: {size} "
                 f"bytes of data and a header of at most {NPY_HEADER_LIMIT}; not inflated")
             continue
-        try:
-            arrays[name] = _read_member(archive, info, size + NPY_HEADER_LIMIT)
-        except _Refused as exc:
-            problems.append(f"{npz_path}: array {name!r} {exc}")
-        except Exception as exc:  # zipfile and numpy raise many kinds for bad bytes
-            problems.append(f"{npz_path}: array {name!r} is unreadable "
-                            f"({type(exc).__name__}: {exc})")
+        _read_into(arrays, problems, archive, info, size + NPY_HEADER_LIMIT,
+                   f"{npz_path}: array {name!r}")
     if problems:
-        raise CheckpointError(limited(problems, npz_path))
+        raise CheckpointError(limit(problems, npz_path))
     return arrays
+
+
+def _read_into(arrays: dict, problems: list[str], archive: zipfile.ZipFile,
+               info: zipfile.ZipInfo, bound: int, where: str) -> None:
+    """Read one member through `bound` into `arrays`, or word why not into `problems`."""
+    try:
+        arrays[info.filename.removesuffix(".npy")] = _read_member(archive, info, bound)
+    except _Refused as exc:
+        problems.append(f"{where} {exc}")
+    except Exception as exc:  # zipfile and numpy raise many kinds for bad bytes
+        problems.append(f"{where} is unreadable ({type(exc).__name__}: {exc})")
 
 
 def read_npz(path: Path, expected: Optional[dict[str, int]] = None) -> dict[str, np.ndarray]:
@@ -311,37 +317,23 @@ def read_npz(path: Path, expected: Optional[dict[str, int]] = None) -> dict[str,
             if expected is not None:
                 if name not in expected:
                     continue
-                limit = expected[name] + NPY_HEADER_LIMIT
-                if info.file_size > limit:
+                bound = expected[name] + NPY_HEADER_LIMIT
+                if info.file_size > bound:
                     problems.append(f"{path}: array {name!r} declares {info.file_size} bytes "
                                     f"uncompressed; the model's array needs at most "
                                     f"{expected[name]}; not inflated")
                     continue
             else:
-                limit = info.file_size
-                if limit > max(UNDESCRIBED_FREE, UNDESCRIBED_RATIO * info.compress_size):
+                bound = info.file_size
+                if bound > max(UNDESCRIBED_FREE, UNDESCRIBED_RATIO * info.compress_size):
                     problems.append(f"{path}: array {name!r} would inflate from "
                                     f"{info.compress_size} to {info.file_size} bytes; not "
                                     "inflated")
                     continue
-            try:
-                arrays[name] = _read_member(archive, info, limit)
-            except _Refused as exc:
-                problems.append(f"{path}: array {name!r} {exc}")
-            except Exception as exc:  # zipfile and numpy raise many kinds for bad bytes
-                problems.append(f"{path}: array {name!r} is unreadable "
-                                f"({type(exc).__name__}: {exc})")
+            _read_into(arrays, problems, archive, info, bound, f"{path}: array {name!r}")
     if problems:
-        raise CheckpointError(limited(problems, path))
+        raise CheckpointError(limit(problems, path))
     return arrays
-
-
-def limited(problems: list[str], path: Path) -> list[str]:
-    """The first MAX_PROBLEMS problems, and a count of the others."""
-    if len(problems) <= MAX_PROBLEMS:
-        return problems
-    more = len(problems) - MAX_PROBLEMS
-    return problems[:MAX_PROBLEMS] + [f"{path}: ... and {more} more problems"]
 
 
 class _Refused(Exception):
@@ -477,7 +469,7 @@ def verify(arrays: dict[str, np.ndarray], meta: dict, npz_path: Path, json_path:
         elif array.dtype.kind == "f" and not np.isfinite(array).all():
             problems.append(f"{npz_path}: array {name!r} holds non-finite values")
     if problems:
-        raise CheckpointError(limited(problems, npz_path))
+        raise CheckpointError(limit(problems, npz_path))
 
 
 def model_arrays(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -514,7 +506,7 @@ def load_weights_file(path: Path, expected: Optional[dict[str, int]] = None
         bad = [f"{path}: array {n!r} holds non-finite values" for n, a in arrays.items()
                if a.dtype.kind == "f" and not np.isfinite(a).all()]
         if bad:
-            raise CheckpointError(limited(bad, path))
+            raise CheckpointError(limit(bad, path))
     return model_arrays(arrays)
 
 
@@ -545,10 +537,7 @@ def schema_problems(exc, prefix: str) -> list[str]:
         problem = f"{prefix}: {field_path(loc)}: {_message(error)}"
         if problem not in problems:
             problems.append(problem)
-    if len(problems) > MAX_PROBLEMS:
-        more = len(problems) - MAX_PROBLEMS
-        problems = problems[:MAX_PROBLEMS] + [f"{prefix}: ... and {more} more problems"]
-    return problems
+    return limit(problems, prefix)
 
 
 def _column_tag(error: dict, part: str) -> bool:
