@@ -308,3 +308,32 @@ def test_training_data_is_bit_identical_with_and_without_the_cache(tmp_path, val
         assert other.preprocessing.to_dict() == plain.preprocessing.to_dict()
         assert (other.notes, other.blank_targets, other.class_counts) == \
             (plain.notes, plain.blank_targets, plain.class_counts)
+
+
+def test_nnctl_train_uses_a_cache_only_when_given_one(tmp_path):
+    """`nnctl train --cache DIR`: the first run fills the folder, the second reads from it, and
+    both train the same weights as a run without a cache; no folder appears without --cache."""
+    from cli_helpers import DATASETS, tiny_iris_config
+    from nnctl.checkpoint import load_checkpoint
+
+    (tmp_path / "c.yaml").write_text(tiny_iris_config(epochs=2))
+
+    def train(*extra) -> Path:
+        result = subprocess.run([sys.executable, "-m", "nnctl.cli", "train", "c.yaml", "--quiet",
+                                 "--runs-dir", "runs", *extra], cwd=tmp_path,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        return tmp_path / result.stdout.splitlines()[0]
+
+    plain = train()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "runs"]
+    first = train("--cache", "parsed")
+    (entry,) = entries(tmp_path / "parsed")
+    made = (entry / META).stat().st_mtime_ns
+    second = train("--cache", "parsed")
+    assert entries(tmp_path / "parsed") == [entry]
+    assert (entry / META).stat().st_mtime_ns == made  # read, not written again
+    assert json.loads((entry / META).read_text())["source"] == str(DATASETS / "iris.csv")
+    weights = [load_checkpoint(run / "checkpoints", "last")[0] for run in (plain, first, second)]
+    for name, array in weights[0].items():
+        assert all(np.array_equal(array, other[name]) for other in weights[1:]), name

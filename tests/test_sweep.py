@@ -91,6 +91,27 @@ def test_grid_sweep_with_two_workers_ranks_every_trial(tmp_path):
     assert table[0].split()[:2] == ["rank", "trial"]
     assert [line.split()[1] for line in table[1:5]] == [r["trial"] for r in rows]
 
+    # Each trial ran once, in one run directory, though two worker threads took trials.
+    finished = [line.split()[1] for line in result.stderr.splitlines()
+                if line.startswith("trial ")]
+    assert sorted(finished) == ["1", "2", "3", "4"]
+    assert len([p for p in folder.iterdir() if p.is_dir() and p.name != "cache"]) == 4
+
+    # Without a terminal, the status line follows each finished trial; the last one counts all.
+    status = [line for line in result.stderr.splitlines() if " trials: " in line]
+    assert len(status) == 4
+    assert status[-1].startswith(f"4/4 trials: 4 done, 0 running, 0 pruned, 0 failed; best "
+                                 f"val_loss {float(rows[0]['val_loss']):.4g} "
+                                 f"(trial {rows[0]['trial']}); ")
+
+    # `nnctl plot SWEEP_DIR`: one panel per parameter and one of curves, in a 3-wide grid
+    plotted = nnctl("plot", Path("runs") / folder.name, "-o", "sweep.png", cwd=tmp_path)
+    assert plotted.returncode == 0, plotted.stderr
+    data = (tmp_path / "sweep.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = (int.from_bytes(data[16 + 4 * i:20 + 4 * i], "big") for i in range(2))
+    assert (width, height) == (3 * 460, 380)  # 3 panels x 4.6 in, 3.8 in at 100 dpi
+
 
 def test_a_failed_trial_does_not_stop_the_others(tmp_path):
     """A learning rate that passes the schema but makes training diverge: that trial fails
@@ -244,3 +265,28 @@ def test_outcomes_are_read_from_the_summary_and_ranked():
     read_outcome(crashed, 1, "", "Traceback (most recent call last):\n...\nKeyError: 'x'\n",
                  "val_loss")
     assert crashed.status == "failed" and crashed.error == "KeyError: 'x'"
+
+
+def test_hyperband_stops_trials_only_from_min_epochs_on(tmp_path):
+    """early_terminate: hyperband on a grid with hopeless learning rates: the sweep exits 0,
+    every trial ends completed or pruned, no trial is stopped before min_epochs, and hopeless
+    ones are among the stopped (hyperband may stop good ones too: it compares within brackets)."""
+    # long enough trials that the sweep sees them epoch by epoch; good ones first, one worker,
+    # so the hopeless ones are judged against finished trials
+    (tmp_path / "base.yaml").write_text(tiny_iris_config(epochs=150))
+    (tmp_path / "hb.yaml").write_text("""\
+config: base.yaml
+method: grid
+metric: val_loss
+parameters:
+  optimizer.lr: [0.05, 0.02, 0.03, 1.0e-5, 2.0e-5]
+early_terminate: {type: hyperband, min_epochs: 3}
+""")
+    result = nnctl("sweep", "hb.yaml", "--workers", "1", "--runs-dir", "runs", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = read_csv(next((tmp_path / "runs").iterdir()) / "sweep.csv")
+    assert {r["status"] for r in rows} <= {"completed", "early_stopped", "pruned"}
+    pruned = [r for r in rows if r["status"] == "pruned"]
+    assert pruned, rows
+    assert all(3 <= int(r["epochs"]) < 150 for r in pruned)
+    assert any(float(r["optimizer.lr"]) < 1e-4 for r in pruned)  # a hopeless one went early

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -126,7 +127,9 @@ def take_next(study: "optuna.Study", folder: Path, total: int) -> Optional["optu
     when all `total` are taken. Workers take turns under a lock on a file in the sweep folder
     they share, so two never take the same number: the storage's own compare-and-set is not
     atomic across processes on every database (SQLite has no SELECT ... FOR UPDATE)."""
-    with _folder_lock(folder / TAKE_LOCK):
+    # fcntl locks belong to the process, so the worker threads of one process take turns
+    # under a thread lock first
+    with _TAKING, _folder_lock(folder / TAKE_LOCK):
         taken = {t.user_attrs.get("trial") for t in study.get_trials(deepcopy=False)}
         number = next((n for n in range(1, total + 1) if n not in taken), None)
         if number is None:
@@ -138,6 +141,7 @@ def take_next(study: "optuna.Study", folder: Path, total: int) -> Optional["optu
 
 
 TAKE_LOCK = ".take.lock"
+_TAKING = threading.Lock()
 
 
 @contextmanager
