@@ -34,13 +34,14 @@ from .checkpoint import (
     MAX_WHOLE, load_checkpoint, load_weights_file, model_arrays, read_json,
     remove_temp_files,
 )
-from .config import Config, PlateauSchedule, label_text, load_config, monitor_mode
+from .config import Config, PlateauSchedule, label_text, load_config, monitor_mode, source_of
 from .data import Preprocessing, TrainingData, load_for_eval, load_for_predict, load_training_data
 from .data.problems import limit
-from .errors import CheckpointError, UserError
+from .errors import CheckpointError, ConfigError, UserError
 from .listing import column_table
 from .locking import lock_run
-from .progress import choose
+from .progress import choose, terminal_width
+from .report import ending, layer_names, model_summary
 from .runs import (
     CHECKPOINTS, RNG_KEYS, RunRecorder, checkpoint_stem, command_line, create_run_dir,
     epoch_checkpoints, open_run, read_metrics, read_summary, rng_state_from, versions,
@@ -88,15 +89,17 @@ def train(config: Union[PathLike, Mapping[str, Any]], overrides: Overrides = Non
     run_dir = create_run_dir(Path(runs_dir), cfg.name)
     with lock_run(run_dir):  # held until training ends: a --resume of it meanwhile is refused
         run = RunRecorder(run_dir, session.data.preprocessing.to_dict(),
-                          cfg.training.checkpoint.keep_last)
+                          cfg.training.checkpoint.keep_last,
+                          cfg.training.checkpoint.every_seconds)
         run.write_config(cfg.to_yaml())
         run.log(f"started: {command_line()}")
         columns = session.data.preprocessing.column_table()
         run.log("columns:\n" + column_table(columns))
         if not quiet:
             print(column_table(columns, sys.stderr), file=sys.stderr)
+        _announce(session, run, quiet)
         warn(session.data.notes, run)
-        _fit(session, run, started=time.time(), previous_seconds=0.0)
+        _fit(session, run, started=time.time(), previous_seconds=0.0, quiet=quiet)
     return Run(run.path)
 
 
@@ -123,7 +126,8 @@ def resume(run_dir: PathLike, quiet: bool = True, cache: Optional[PathLike] = No
 def _resume(run_dir: Path, summary: dict, quiet: bool, cache: Optional[PathLike]) -> None:
     config = load_config(run_dir / "config.yaml")
     session = prepare(config, quiet, cache)
-    run = RunRecorder(run_dir, session.data.preprocessing.to_dict(), config.training.checkpoint.keep_last)
+    run = RunRecorder(run_dir, session.data.preprocessing.to_dict(),
+                      config.training.checkpoint.keep_last, config.training.checkpoint.every_seconds)
     arrays = meta = None
     if os.path.lexists(run.checkpoints / "last.npz") or os.path.lexists(run.checkpoints / "last.json"):
         arrays, meta = read_run_checkpoint(
@@ -134,9 +138,14 @@ def _resume(run_dir: Path, summary: dict, quiet: bool, cache: Optional[PathLike]
     if meta is not None:
         _restore(session, run, arrays, meta)
         resumed_from = meta["epoch"]
+    # Rows appended after the checkpoint (by a process that died before its next save) are
+    # cut: the epochs they record are trained again.
+    session.trainer.history = run.cut_metrics(session.trainer.epoch)
     run.log(f"resumed from epoch {resumed_from or 0}, batch {session.trainer.batch}: "
             f"{command_line()}")
-    _fit(session, run, started=time.time(), previous_seconds=float(summary.get("wall_seconds") or 0.0))
+    _announce(session, run, quiet)
+    _fit(session, run, started=time.time(),
+         previous_seconds=float(summary.get("wall_seconds") or 0.0), quiet=quiet)
 
 
 def load(run_dir: PathLike, checkpoint: str = "best") -> Run:
@@ -209,14 +218,16 @@ class Run:
         """The class labels, in the order of predict_proba's columns ([] for regression)."""
         return list(self.preprocessing.classes)
 
-    def predict(self, data: Data, keep: Sequence[str] = ()) -> "pd.DataFrame":
+    def predict(self, data: Data, keep: Sequence[str] = (),
+                threshold: Optional[float] = None) -> "pd.DataFrame":
         """Predictions for every row, in order, with the columns `nnctl predict` writes:
         `pred_<target>` (the label, or the value) and `prob_<class>` per class; `keep`
-        copies input columns through.
+        copies input columns through. A binary run labels a row positive when its
+        probability is at or above `threshold` (default 0.5); other tasks refuse it.
 
             >>> run.predict("datasets/iris.csv", keep=["id"]).head()
         """
-        return predict(self._loaded, data, list(keep))
+        return predict(self._loaded, data, list(keep), threshold)
 
     def predict_proba(self, data: Data) -> np.ndarray:
         """Class probabilities, shape (rows, classes), columns in `run.classes` order (for
@@ -246,13 +257,14 @@ class Run:
             path = self.path / ("model.onnx" if self.checkpoint == "best" else "model-last.onnx")
         return export_run(self, Path(path))
 
-    def evaluate(self, data: Optional[Data] = None) -> dict:
+    def evaluate(self, data: Optional[Data] = None, threshold: Optional[float] = None) -> dict:
         """Loss and metrics on labelled data (by default the run's test data, else its
-        validation data): the numbers of `nnctl eval --json`.
+        validation data): the numbers of `nnctl eval --json`. `threshold` (binary runs
+        only, default 0.5) is the probability at or above which a row counts as positive.
 
             >>> run.evaluate("datasets/iris_test.csv")["accuracy"]
         """
-        return evaluate_run(self.path, self._loaded, data)
+        return evaluate_run(self.path, self._loaded, data, threshold)
 
 
 # ---- training, inside ------------------------------------------------------------------------
@@ -278,6 +290,7 @@ def prepare(config: Config, quiet: bool = True, cache: Optional[PathLike] = None
     prep = data.preprocessing
     prep.class_weights = class_weights(config, prep, data.class_counts)
     check_memory(config, prep)
+    check_auc_monitors(config, data.validation)
     model = build_model(config, prep, streams["init"])
     model.use_dropout_rng(streams["dropout"])
     early = build_early_stopping(config)
@@ -294,6 +307,28 @@ def prepare(config: Config, quiet: bool = True, cache: Optional[PathLike] = None
         progress=choose(quiet),
     )
     return Session(config, data, trainer)
+
+
+def check_auc_monitors(config: Config, validation) -> None:
+    """ROC AUC needs both classes in the validation data; a monitor that is NaN every epoch
+    could never improve, so it is refused before training."""
+    if validation is None or config.task == "regression":
+        return
+    from .metrics import auc_defined
+
+    if auc_defined(config.task, validation.y):
+        return
+    training = config.training
+    monitors = {"training.checkpoint.monitor": training.checkpoint.monitor,
+                "training.early_stopping.monitor": training.early_stopping and
+                training.early_stopping.monitor,
+                "training.lr_schedule.monitor": getattr(training.lr_schedule, "monitor", None)}
+    problems = [source_of(config).problem(
+        dotted, "val_auc is undefined: the validation data holds one class only "
+        "(monitor val_loss or val_f1)") for dotted, monitor in monitors.items()
+        if monitor == "val_auc"]
+    if problems:
+        raise ConfigError(problems)
 
 
 def load_init_weights(session: Session, path: Path) -> None:
@@ -325,9 +360,6 @@ def _restore(session: Session, run: RunRecorder, arrays: dict, meta: dict) -> No
         trainer.load_state_dict(state)
     except (KeyError, ValueError, TypeError, OverflowError) as exc:
         raise CheckpointError(f"{npz_path}: cannot resume from it ({exc})") from None
-    # metrics.csv is written before each checkpoint, so it holds every epoch up to this one
-    # (and perhaps one more, from a save the process did not live to finish).
-    trainer.history = [row for row in read_metrics(run.path) if row["epoch"] <= trainer.epoch]
     early = trainer.early_stopping
     if early is not None and early.restore_best and early.best_epoch:
         trainer.early_best_weights = _weights_of_epoch(run, early.best_epoch, trainer)
@@ -768,7 +800,20 @@ def stop_on_signals(trainer: Trainer):
             signal.signal(s, h)
 
 
-def _fit(session: Session, run: RunRecorder, started: float, previous_seconds: float) -> None:
+def _announce(session: Session, run: RunRecorder, quiet: bool) -> None:
+    """The model summary, in train.log and (unless quiet) on stderr."""
+    data = session.data
+    rows = {"train": len(data.train), "validation": len(data.validation) if data.validation else 0,
+            "test": len(data.test) if data.test else 0}
+    text = model_summary(session.trainer.model, layer_names(session.config.model.layers), rows,
+                         len(data.preprocessing.columns), threads.describe())
+    run.log("model:\n" + text)
+    if not quiet:
+        print(text, file=sys.stderr)
+
+
+def _fit(session: Session, run: RunRecorder, started: float, previous_seconds: float,
+         quiet: bool = True) -> None:
     trainer, data, config = session.trainer, session.data, session.config
     trainer.callback = run
     summary = {"name": config.name, "run_dir": str(run.path), "seed": config.seed,
@@ -789,16 +834,18 @@ def _fit(session: Session, run: RunRecorder, started: float, previous_seconds: f
             except Diverged as exc:
                 status, summary["message"] = "diverged", str(exc)
                 run.log(f"diverged: {exc}")
+            # What is not on disk yet: on divergence the last good epoch (never the bad
+            # state), on a signal the state it stopped in (mid-epoch: a resume starts there).
+            run.flush(trainer, final=status in ("completed", "early_stopped"),
+                      mid_epoch=status == "interrupted" and trainer.batch > 0)
             if status == "interrupted":
-                if trainer.batch:
-                    run.save(trainer, ["last"])  # mid-epoch: the next resume starts here
                 signum = received[0] if received else signal.SIGINT
                 summary["signal"] = signal.Signals(signum).name
                 run.log(f"interrupted by {signal.Signals(signum).name} at epoch "
                         f"{trainer.epoch + 1}, batch {trainer.batch}; saved checkpoints/last")
     except BaseException as exc:
         # A second Ctrl-C lands mid-step: the state in memory is half-updated, so nothing is
-        # saved and the last checkpoint (the previous epoch's) is where a resume starts.
+        # saved and the last checkpoint (the last save's) is where a resume starts.
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         summary.update(_outcome(trainer, status, started, previous_seconds))
         summary.update(_saved_best(run))  # a save that failed (a full disk) is no best epoch
@@ -806,10 +853,18 @@ def _fit(session: Session, run: RunRecorder, started: float, previous_seconds: f
         _try_write_summary(run, summary)
         raise
     summary.update(_outcome(trainer, status, started, previous_seconds))
+    if not run.wrote_best and os.path.lexists(run.checkpoints / "best.json"):
+        summary.update(_saved_best(run))  # resumed without a new best: the one on disk
     if status in ("completed", "early_stopped") and data.test is not None:
         summary["test"] = _test_metrics(session, run)
     run.write_summary(summary)
     run.log(f"{status} after {trainer.epoch} epochs")
+    stopper = trainer.early_stopping
+    text = ending(summary, stopper.patience if stopper else None,
+                  stopper.monitor if stopper else None, terminal_width(sys.stderr))
+    run.log("ended:\n" + text)
+    if not quiet:
+        print(text, file=sys.stderr)
 
 
 def _outcome(trainer: Trainer, status: str, started: float, previous_seconds: float) -> dict:
@@ -911,10 +966,26 @@ def default_eval_file(config: Config) -> Path:
     raise UserError("the run has no test or validation data: name a CSV file to evaluate on")
 
 
-def evaluate_run(run_dir: Path, loaded: Loaded, data: Optional[Data]) -> dict:
+def checked_threshold(task: str, threshold: Optional[float]) -> float:
+    """The probability at or above which a binary output is positive: 0.5 unless given;
+    refused for other tasks, whose labels need no threshold."""
+    if threshold is None:
+        return 0.5
+    if task != "binary":
+        why = ("a regression run predicts values, not labels" if task == "regression" else
+               "a classification run labels each row with its most probable class")
+        raise UserError(f"--threshold: only for binary runs (loss binary_crossentropy); {why}")
+    if not 0 < threshold < 1:
+        raise UserError(f"--threshold: must be greater than 0 and less than 1 (got {threshold})")
+    return float(threshold)
+
+
+def evaluate_run(run_dir: Path, loaded: Loaded, data: Optional[Data],
+                 threshold: Optional[float] = None) -> dict:
     """Loss and metrics of a loaded checkpoint on labelled data (by default the run's test
     data, else its validation data)."""
     config, prep = loaded.config, loaded.preprocessing
+    threshold = checked_threshold(config.task, threshold)
     dtype = np.dtype(config.dtype)
     left_out = 0
     if data is None and not config.data.test and isinstance(config.data.validation, float):
@@ -931,17 +1002,23 @@ def evaluate_run(run_dir: Path, loaded: Loaded, data: Optional[Data]) -> dict:
               "rows": len(dataset)}
     if left_out:
         result["blank_targets"] = left_out
-    result.update(evaluate(loaded.model, loss, dataset, config.task))
+    if config.task == "binary":
+        result["threshold"] = threshold
+    result.update(evaluate(loaded.model, loss, dataset, config.task, threshold=threshold))
     probabilities = loaded.model.predict(dataset.x)
-    result.update(report(config.task, prep, probabilities, dataset.y))
+    result.update(report(config.task, prep, probabilities, dataset.y, threshold))
     return result
 
 
-def report(task: str, prep: Preprocessing, out: np.ndarray, y: np.ndarray) -> dict:
+def report(task: str, prep: Preprocessing, out: np.ndarray, y: np.ndarray,
+           threshold: float = 0.5) -> dict:
     """Classification: per-class precision/recall/F1, their unweighted mean over the classes
     that occur in y or in the predictions ("macro", scikit-learn's average="macro" with
     zero_division=0), the balanced accuracy (mean recall over the classes present in y) and the
-    confusion matrix; regression: MSE, RMSE, MAE and R^2 (per target and averaged)."""
+    confusion matrix, and nnctl.metrics.eval_metrics (ROC AUC, PR AUC, log loss, F1, top-k
+    accuracy; a metric undefined on this data, such as AUC with one class, is left out); a
+    binary row is positive at or above `threshold`. Regression: MSE, RMSE, MAE and R^2 (per
+    target and averaged)."""
     if task == "regression":
         diff = out.astype(np.float64) - y
         mse = (diff ** 2).mean(axis=0)
@@ -953,10 +1030,14 @@ def report(task: str, prep: Preprocessing, out: np.ndarray, y: np.ndarray) -> di
         return {"mse": float(mse.mean()), "rmse": float(np.sqrt(mse.mean())),
                 "mae": float(np.abs(diff).mean()), "r2": float(r2.mean()),
                 "targets": per_target}
+    from .metrics import eval_metrics
+
+    scores = {name: value for name, value in eval_metrics(task, y, out, threshold).items()
+              if math.isfinite(value)}
     if task == "binary" and not prep.classes:
-        return {}  # multi-label: accuracy per value is already in the metrics
+        return scores  # multi-label: accuracy per value is already in the metrics
     if task == "binary":
-        predicted, actual = (out[:, 0] > 0.5).astype(int), y[:, 0].astype(int)
+        predicted, actual = (out[:, 0] >= threshold).astype(int), y[:, 0].astype(int)
     else:
         predicted, actual = out.argmax(axis=1), y
     k = len(prep.classes)
@@ -976,7 +1057,7 @@ def report(task: str, prep: Preprocessing, out: np.ndarray, y: np.ndarray) -> di
     macro = {m: float(np.mean([r[m] for r, s in zip(rows, seen) if s])) if seen.any() else 0.0
              for m in ("precision", "recall", "f1")}
     balanced = float(np.mean([r["recall"] for r, s in zip(rows, in_y) if s])) if in_y.any() else 0.0
-    return {"classes": classes, "macro": macro, "balanced_accuracy": balanced,
+    return {**scores, "classes": classes, "macro": macro, "balanced_accuracy": balanced,
             "labels": [str(c) for c in prep.classes], "confusion_matrix": confusion.tolist()}
 
 
@@ -988,11 +1069,13 @@ def _inputs(loaded: Loaded, data: Data, keep: Sequence[str] = ()):
     return x, frame
 
 
-def predict(loaded: Loaded, data: Data, keep: list[str] = ()) -> "pd.DataFrame":
+def predict(loaded: Loaded, data: Data, keep: list[str] = (),
+            threshold: Optional[float] = None) -> "pd.DataFrame":
     """Predictions for every row of data, in order, as the DataFrame `nnctl predict` writes."""
     import pandas as pd
 
     prep = loaded.preprocessing
+    threshold = checked_threshold(prep.task, threshold)
     x, frame = _inputs(loaded, data, keep)
     out = loaded.model.predict(x).astype(np.float64)
     # Predictions are named pred_<target>, so `--keep <target>` can sit beside them.
@@ -1003,12 +1086,12 @@ def predict(loaded: Loaded, data: Data, keep: list[str] = ()) -> "pd.DataFrame":
             columns[f"prob_{label}"] = out[:, i]
     elif prep.task == "binary" and prep.classes:
         p = out[:, 0]
-        columns[f"pred_{prep.targets[0]}"] = np.asarray(prep.classes, dtype=object)[(p > 0.5).astype(int)]
+        columns[f"pred_{prep.targets[0]}"] = np.asarray(prep.classes, dtype=object)[(p >= threshold).astype(int)]
         columns[f"prob_{prep.classes[0]}"] = 1 - p
         columns[f"prob_{prep.classes[1]}"] = p
     elif prep.task == "binary":
         for i, target in enumerate(prep.targets):
-            columns[f"pred_{target}"] = (out[:, i] > 0.5).astype(int)
+            columns[f"pred_{target}"] = (out[:, i] >= threshold).astype(int)
             columns[f"prob_{target}"] = out[:, i]
     else:
         for i, target in enumerate(prep.targets):

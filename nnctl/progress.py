@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 import time
 from typing import IO
@@ -17,12 +19,51 @@ def format_row(row: dict) -> str:
     return "  ".join(parts)
 
 
-def _short(metrics: dict[str, float]) -> dict[str, str]:
-    return {key: f"{value:.4f}" for key, value in metrics.items()}
+# The bars' own parts: `epoch 64/100 |#####     | 00:03<00:01`, then as many metrics as fit.
+BAR_FORMAT = "{desc} {n_fmt}/{total_fmt} |{bar}| {elapsed}<{remaining}{postfix}"
+MIN_BAR = 10  # columns the bar itself keeps, however many metrics there are
+SHORT_NAMES = {"accuracy": "acc"}
+
+
+def short_name(key: str) -> str:
+    """`train_accuracy` -> `acc`, `val_accuracy` -> `val_acc`: the bar's names, as Keras'."""
+    split, _, metric = key.partition("_")
+    if split not in ("train", "val"):
+        return key
+    metric = SHORT_NAMES.get(metric, metric)
+    return metric if split == "train" else f"val_{metric}"
+
+
+def priority(key: str) -> tuple:
+    """Validation before training, the loss before other metrics: what is dropped first
+    when the terminal is narrow is the least telling."""
+    return (not key.startswith("val_"), not key.endswith("_loss"))
+
+
+def fit_postfix(metrics: dict[str, float], room: int) -> str:
+    """`val_loss 0.0512 val_acc 0.967 loss 0.0498`: 3 significant digits, most telling
+    first, as many as fit in `room` columns (those that do not are left out, never cut)."""
+    text = ""
+    for key in sorted(metrics, key=priority):
+        item = f"{short_name(key)} {metrics[key]:#.3g}".rstrip(".")  # 1.0 -> 1.00, not 1
+        candidate = f"{text} {item}" if text else item
+        if len(candidate) > room:
+            break
+        text = candidate
+    return text
+
+
+def terminal_width(stream: IO[str]) -> int:
+    """The width of the terminal `stream` writes to; else $COLUMNS, else 80."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or 80
+    except (OSError, ValueError, AttributeError):
+        return shutil.get_terminal_size().columns
 
 
 class Bars:
-    """An epoch bar and, below it, a batch bar with the running loss and metric."""
+    """An epoch bar and, below it, a batch bar with the running loss and metric, each cut to
+    the terminal's width (read at every refresh, so a resized window is followed)."""
 
     refresh_seconds = 0.2  # formatting the postfix every batch would cost more than the batch
 
@@ -35,27 +76,33 @@ class Bars:
         self.batch_bar = None
         self.last_refresh = 0.0
 
+    def _bar(self, **kwargs):
+        return self._tqdm(file=self.stream, dynamic_ncols=True, bar_format=BAR_FORMAT, **kwargs)
+
     def start_epoch(self, epoch: int, epochs: int, n_batches: int, done: int) -> None:
         if self.epoch_bar is None:
-            self.epoch_bar = self._tqdm(total=epochs, initial=epoch - 1, desc="training",
-                                        unit="epoch", position=0, file=self.stream,
-                                        dynamic_ncols=True)
-        self.batch_bar = self._tqdm(total=n_batches, initial=done, desc=f"epoch {epoch}",
-                                    unit="batch", position=1, leave=False, file=self.stream,
-                                    dynamic_ncols=True)
+            self.epoch_bar = self._bar(total=epochs, initial=epoch - 1, desc="epoch", position=0)
+        self.batch_bar = self._bar(total=n_batches, initial=done, desc="batch", position=1,
+                                   leave=False)
+
+    def _set_postfix(self, bar, metrics: dict[str, float]) -> None:
+        fixed = bar.format_meter(**{**bar.format_dict, "ncols": None, "postfix": None,
+                                    "bar_format": BAR_FORMAT.replace("{bar}", "")})
+        room = terminal_width(self.stream) - len(fixed) - MIN_BAR - 2  # 2: tqdm's ", "
+        bar.set_postfix_str(fit_postfix(metrics, room), refresh=False)
 
     def batch(self, running) -> None:
         self.batch_bar.update(1)
         now = time.monotonic()
         if now - self.last_refresh >= self.refresh_seconds:
-            self.batch_bar.set_postfix(_short(running.result()), refresh=False)
+            result = running.result()
+            self._set_postfix(self.batch_bar, {f"train_{k}": v for k, v in result.items()})
             self.last_refresh = now
 
     def end_epoch(self, row: dict) -> None:
         self.batch_bar.close()
-        self.epoch_bar.set_postfix(
-            _short({k: v for k, v in row.items() if k not in ("epoch", "lr", "seconds")}),
-            refresh=False)
+        self._set_postfix(self.epoch_bar, {k: v for k, v in row.items()
+                                           if k not in ("epoch", "lr", "seconds")})
         self.epoch_bar.update(1)
 
     def close(self) -> None:

@@ -35,6 +35,7 @@ ALIGN = 16
 BLOCK = 1 << 16
 
 _threads = 1
+_reason = "BLAS's own default: the Python API sets none"
 _pool: Optional[ThreadPoolExecutor] = None
 
 
@@ -49,10 +50,15 @@ def usable_cores() -> int:
 
 def from_environment() -> Optional[int]:
     """The thread count the user set in a BLAS thread variable, if any."""
+    found = _environment_setting()
+    return found[1] if found else None
+
+
+def _environment_setting() -> Optional[tuple[str, int]]:
     for var in THREAD_VARS:
         value = os.environ.get(var, "").strip()
         if value.isascii() and value.isdigit() and int(value) > 0:
-            return int(value)
+            return var, int(value)
     return None
 
 
@@ -63,8 +69,10 @@ def configure(threads: Optional[int] = None) -> int:
     BLAS follows only when NumPy is not loaded yet, so the command line calls this before it
     imports anything heavy; the element-wise updates follow in any case.
     """
-    global _threads, _pool
-    count = threads or from_environment() or usable_cores()
+    global _threads, _pool, _reason
+    setting = None if threads else _environment_setting()
+    count = threads or (setting and setting[1]) or usable_cores()
+    _reason = ("--threads" if threads else f"{setting[0]}" if setting else "every usable core")
     if "numpy" not in sys.modules:
         for var in THREAD_VARS:
             os.environ[var] = str(count)
@@ -78,6 +86,11 @@ def configure(threads: Optional[int] = None) -> int:
 
 def count() -> int:
     return _threads
+
+
+def describe() -> str:
+    """`2 (every usable core)`: the count and where it came from."""
+    return f"{_threads} ({_reason})"
 
 
 def elementwise(func: Callable[..., None], arrays: Sequence) -> None:
