@@ -303,15 +303,18 @@ def plot(
     run_dirs: List[Path] = typer.Argument(..., help="One or more run directories (overlaid), or one sweep folder."),
     output: Path = typer.Option(Path("curves.png"), "-o", "--output", help="Image file to write (.png, .svg, .pdf)."),
     confusion: bool = typer.Option(False, "--confusion", help="Add the confusion matrix of the run's eval (one classification run)."),
+    roc: bool = typer.Option(False, "--roc", help="Add ROC and precision-recall curves on the run's eval data, one per class (one classification run)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="CSV file for --roc and --confusion (default: the run's test data, else its validation data, as nnctl eval)."),
 ):
     """Plot learning curves (loss and main metric, train and validation, per epoch) of one or
-    more runs into an image file, and print its path."""
+    more runs into an image file, and print its path. Overlaid runs are labelled by the
+    settings that differ between them."""
     from .plots import is_sweep_folder, plot_runs, plot_sweep
 
-    if len(run_dirs) == 1 and is_sweep_folder(run_dirs[0]) and not confusion:
+    if len(run_dirs) == 1 and is_sweep_folder(run_dirs[0]) and not (confusion or roc or data):
         typer.echo(str(plot_sweep(run_dirs[0], output)))
         return
-    typer.echo(str(plot_runs(list(run_dirs), output, confusion)))
+    typer.echo(str(plot_runs(list(run_dirs), output, confusion, roc, data)))
 
 
 @app.command()

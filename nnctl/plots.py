@@ -1,24 +1,37 @@
-"""Learning curves (and a confusion matrix) of run directories, drawn headless with matplotlib.
+"""Learning curves of run directories (and a confusion matrix, ROC and precision-recall
+curves of one run), drawn headless with matplotlib.
 
-Loss on the left, the run's main metric (the first one after the loss in metrics.csv: accuracy,
-or MAE for regression) on the right; train solid, validation dashed, one colour per run, and a
-dot on each run's best epoch.
+One panel for the loss and one per main metric (the first metric after the loss in
+metrics.csv: accuracy, or MAE for regression); train solid, validation dashed, one colour per
+run, a dot on each run's best epoch. Several runs are labelled by the settings that differ
+between them, in a legend below the panels. Panels are laid out by how many there are: up to
+three in a row, never an empty slot.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from .checkpoint import atomic_write
 from .errors import UserError
 from .files import open_regular
-from .listing import format_value, read_config, differing_keys
+from .listing import format_value, read_config
 from .runs import open_run, read_metrics, read_summary
 
 RUN_SUFFIX = re.compile(r"-\d{8}-\d{6}-[0-9a-f]{4}$")  # <name>-<YYYYmmdd-HHMMSS>-<4 hex>
+NOT_SETTINGS = {"name"}  # differs between runs by construction; not a setting
+LABEL_SETTINGS = 4       # settings shown per label when more differ ("+N more" for the rest)
+LABEL_CHARS = 64         # ... and fewer, if a label would grow past this many characters
+VALUE_CHARS = 24         # a longer value (a list, a path) is cut with an ellipsis
+LOG_SPAN = 100.0         # a loss axis is logarithmic when max / min exceeds this (two decades)
+PANEL_WIDTH = {1: 5.5, 2: 5.5, 3: 5.0}  # inches per panel, by how many share a row
+PANEL_HEIGHT = 4.2
+LEGEND_LINE = 0.25       # inches the legend of runs adds per line of entries
 
 
 def main_metric(columns: list[str]) -> Optional[str]:
@@ -29,39 +42,190 @@ def main_metric(columns: list[str]) -> Optional[str]:
     return None
 
 
-def labels_for(run_dirs: list[Path]) -> list[str]:
-    """Each run's name (its folder without the time stamp) and the config values that differ
-    between the runs; the whole folder name where that would not tell two runs apart."""
-    configs = [read_config(p) for p in run_dirs]
-    keys = differing_keys(configs)
-    short = short_keys(keys)
+# ---- labels of overlaid runs ------------------------------------------------------------------
 
-    def label(name: str, config: dict) -> str:
-        shown = ", ".join(f"{short[k]}={format_value(config.get(k))}" for k in keys[:3])
-        more = f", +{len(keys) - 3}" if len(keys) > 3 else ""
-        return f"{name} ({shown}{more})" if shown else name
+def settings(config: dict[str, Any]) -> dict[str, Any]:
+    """A flattened config as settings to compare: a section chosen by its `type` reads as that
+    type (`optimizer: adam`, `training.lr_schedule: step`), and each list adds its length
+    (`model.layers: 3`), so that settings which only come with another choice (adam's beta1,
+    a third layer's units) can be told from settings the user changed."""
+    view: dict[str, Any] = {}
+    for key, value in config.items():
+        if key in NOT_SETTINGS or (isinstance(value, (dict, list)) and value):
+            continue  # a whole section: its parts are here too
+        parts = key.split(".")
+        for i, part in enumerate(parts[1:], 1):
+            if part.isdigit():
+                prefix = ".".join(parts[:i])
+                view[prefix] = max(view.get(prefix) or 0, int(part) + 1)
+        if len(parts) > 1 and parts[-1] == "type":
+            key = ".".join(parts[:-1])
+        view[key] = value
+    return view
 
-    labels = [label(RUN_SUFFIX.sub("", p.name), c) for p, c in zip(run_dirs, configs)]
-    if len(set(labels)) < len(labels):
-        labels = [label(p.name, c) for p, c in zip(run_dirs, configs)]
-    return labels
+
+def differing_settings(views: list[dict[str, Any]]) -> list[str]:
+    """Settings whose values differ between runs, in config order. A setting that some runs
+    lack and the others share one value of (null, or adam's beta1 beside an sgd run) is left
+    out: its absence means the same default, or another setting that differs explains it."""
+    if len(views) < 2:
+        return []
+    keys: dict[str, None] = {}
+    for view in views:
+        keys.update(dict.fromkeys(view))
+    return [key for key in keys
+            if len({json.dumps(v[key], sort_keys=True, default=str) for v in views if key in v})
+            > 1]
 
 
 def short_keys(keys: list[str]) -> dict[str, str]:
-    """`optimizer.lr` -> `lr`, unless the last part is a number or is shared by another key."""
-    last = [k.rsplit(".", 1)[-1] for k in keys]
-    return {k: k if (part.isdigit() or last.count(part) > 1) else part
-            for k, part in zip(keys, last)}
+    """Each key's shortest ending that no other key shares and that does not start with a
+    list index: `optimizer.lr` -> `lr`, `model.layers.0.units` -> `units`, or `layers.0.units`
+    beside `model.layers.2.units`."""
+    short = {}
+    for key in keys:
+        parts = key.split(".")
+        name = key
+        for n in range(1, len(parts) + 1):
+            if parts[-n].isdigit():
+                continue
+            name = ".".join(parts[-n:])
+            if not any(other != key and (other == name or other.endswith("." + name))
+                       for other in keys):
+                break
+        short[key] = name
+    return short
 
 
-def plot_runs(run_dirs: list[Path], output: Path, confusion: bool = False) -> Path:
+def setting_text(value: Any) -> str:
+    """A setting's value in a legend: 4 significant digits, a path's file name, at most
+    VALUE_CHARS characters."""
+    text = format_value(value)
+    if isinstance(value, str) and "/" in value:
+        text = Path(value).name
+    return text if len(text) <= VALUE_CHARS else text[:VALUE_CHARS - 1] + "…"
+
+
+def labels_for(run_dirs: list[Path]) -> list[str]:
+    """Each run's label: the settings that differ between the runs (`lr=0.01, units=64`),
+    at most LABEL_SETTINGS of them and about LABEL_CHARS characters, `+N more` past that.
+    A run that this does not tell apart from another (the same config) is labelled by its
+    run directory's name."""
+    run_dirs = [Path(p) for p in run_dirs]
+    views = [settings(read_config(p)) for p in run_dirs]
+    keys = differing_settings(views)
+    short = short_keys(keys)
+    texts = [{k: f"{short[k]}={setting_text(v[k])}" for k in keys if k in v} for v in views]
+
+    def label(text: dict[str, str], shown: int) -> str:
+        parts = [text[k] for k in keys[:shown] if k in text]
+        more = sum(k in text for k in keys[shown:])
+        return ", ".join(parts + ([f"+{more} more"] if more else []))
+
+    # All, or few enough that "+N more" hides two or more ("+1 more" says no less than the one).
+    choices = [len(keys)] + list(range(min(LABEL_SETTINGS, len(keys) - 2), 0, -1))
+    shown = next((n for n in choices if all(len(label(t, n)) <= LABEL_CHARS for t in texts)),
+                 choices[-1])
+    labels = [label(t, shown) for t in texts]
+    return [p.name if (not text or labels.count(text) > 1) else text
+            for p, text in zip(run_dirs, labels)]
+
+
+# ---- the eval data of one run -------------------------------------------------------------
+
+@dataclass
+class Scores:
+    """One run's eval data, as the ROC and precision-recall panels need it: for each curve
+    (a class, one-vs-rest, or a 0/1 target) whether each row belongs to it and its score."""
+
+    names: list[str]
+    truth: Any   # (rows, curves) bool
+    scores: Any  # (rows, curves) float64
+    data: str    # which data: "validation split", "test file x.csv", ...
+
+
+def eval_data(run, data: Optional[Path]):
+    """The rows `nnctl eval` uses for this run (DATA, else the test file, else the validation
+    file or split) as a Dataset encoded for its model, and how to name them in a title."""
+    import numpy as np
+
+    from .api import default_eval_file, warn
+    from .build import rng_streams
+    from .data import load_for_eval, load_training_data
+
+    config = run.config
+    dtype = np.dtype(config.dtype)
+    if data is None and not config.data.test and isinstance(config.data.validation, float):
+        dataset = load_training_data(config.data, config.task, rng_streams(config.seed)["split"],
+                                     dtype).validation
+    else:
+        dataset, notes, _ = load_for_eval(data if data is not None else default_eval_file(config),
+                                          run.preprocessing, dtype)
+        warn(notes)
+    return dataset, eval_data_name(run, data)
+
+
+def eval_scores(run, data: Optional[Path]) -> Scores:
+    """Scores of the curves on the run's eval data; a UserError for a regression run."""
+    import numpy as np
+
+    prep = run.preprocessing
+    if prep.task == "regression":
+        raise UserError(f"{run.path}: --roc needs a classification run (this one is a "
+                        f"regression of {', '.join(map(repr, prep.targets))}: it has no "
+                        f"classes to rank)")
+    dataset, source = eval_data(run, data)
+    out = run.model.predict(dataset.x).astype(np.float64)
+    y = np.asarray(dataset.y)
+    if prep.task == "classification":
+        names = [str(c) for c in prep.classes]
+        truth = y.reshape(-1)[:, None].astype(np.int64) == np.arange(len(names))[None, :]
+    elif prep.classes:  # one sigmoid unit for a two-class column: the curve of the second
+        names, out = [f"{prep.targets[0]}={prep.classes[1]}"], out[:, :1]
+        truth = y[:, :1] > 0.5
+    else:  # several 0/1 targets
+        names, truth = list(prep.targets), y > 0.5
+    return Scores(names, truth, out, f"{source}, {len(dataset)} rows")
+
+
+# ---- drawing -------------------------------------------------------------------------------
+
+def plot_runs(run_dirs: list[Path], output: Path, confusion: bool = False, roc: bool = False,
+              data: Optional[Path] = None) -> Path:
     """Draw the runs' learning curves (and, for one classification run, its confusion matrix
-    on its eval data) into `output`; the format follows the file's extension."""
+    and ROC and precision-recall curves on its eval data) into `output`; the format follows
+    the file's extension."""
+    output = Path(output)
+    fmt = image_format(output)
+    figure = runs_figure(run_dirs, confusion=confusion, roc=roc, data=data)
+    atomic_write(output, lambda f: figure.savefig(f, format=fmt))
+    return output
+
+
+def image_format(output: Path) -> str:
+    """The format of an image file named `output`, from its extension; a UserError naming the
+    formats there are."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    fmt = Path(output).suffix.lstrip(".").lower()
+    supported = FigureCanvasBase.get_supported_filetypes()
+    if fmt not in supported:
+        raise UserError(f"{output}: unknown image format {Path(output).suffix or '(none)'!r}; "
+                        f"use one of: {', '.join('.' + f for f in sorted(supported))}")
+    return fmt
+
+
+def runs_figure(run_dirs: list[Path], confusion: bool = False, roc: bool = False,
+                data: Optional[Path] = None):
+    """The matplotlib Figure `plot_runs` saves."""
     if not run_dirs:
         raise UserError("give at least one run directory")
-    if confusion and len(run_dirs) != 1:
-        raise UserError(f"--confusion draws one run's confusion matrix; give one run directory "
-                        f"(got {len(run_dirs)})")
+    for flag, wanted in (("--confusion", confusion), ("--roc", roc)):
+        if wanted and len(run_dirs) != 1:
+            raise UserError(f"{flag} draws one run's curves on its eval data; give one run "
+                            f"directory (got {len(run_dirs)})")
+    if data is not None and not (confusion or roc):
+        raise UserError("--data names the eval data of --roc or --confusion; add one of them")
     run_dirs = [open_run(p) for p in run_dirs]
     histories = []
     for path in run_dirs:
@@ -69,74 +233,152 @@ def plot_runs(run_dirs: list[Path], output: Path, confusion: bool = False) -> Pa
         if not history:
             raise UserError(f"{path}: no metrics.csv yet (has the run finished an epoch?)")
         histories.append(history)
-    evaluation = None
-    if confusion:
+    evaluation = scores = None
+    if confusion or roc:
         from .api import load
 
-        evaluation = load(run_dirs[0]).evaluate()
-        if "confusion_matrix" not in evaluation:
-            raise UserError(f"{run_dirs[0]}: --confusion needs a classification run "
-                            "(this one has no classes)")
+        run = load(run_dirs[0])
+        if roc:
+            scores = eval_scores(run, data)
+        if confusion:
+            evaluation = run.evaluate(data)
+            if "confusion_matrix" not in evaluation:
+                raise UserError(f"{run_dirs[0]}: --confusion needs a classification run "
+                                "(this one has no classes)")
+            evaluation["data"] = eval_data_name(run, data)
 
     import matplotlib
 
     matplotlib.use("Agg")  # headless: no display needed, and no pyplot state either
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
 
-    output = Path(output)
-    fmt = output.suffix.lstrip(".").lower()
-    figure = Figure(figsize=(15 if confusion else 11, 4.2), dpi=100, layout="constrained")
-    supported = figure.canvas.get_supported_filetypes()
-    if fmt not in supported:
-        raise UserError(f"{output}: unknown image format {output.suffix or '(none)'!r}; use one "
-                        f"of: {', '.join('.' + f for f in sorted(supported))}")
-    axes = figure.subplots(1, 3 if confusion else 2)
-    loss_ax, metric_ax = axes[0], axes[1]
+    metrics: list[str] = []
+    for history in histories:
+        metric = main_metric(list(history[0]))
+        if metric and metric not in metrics:
+            metrics.append(metric)
+    panels = ["loss", *metrics] + (["confusion"] if confusion else []) \
+        + (["roc", "pr"] if roc else [])
+    rows = panel_rows(len(panels))
     labels = labels_for(run_dirs)
+    legend_lines = 0
+    if len(run_dirs) > 1:
+        columns = legend_columns(labels, max(rows) * PANEL_WIDTH[max(rows)])
+        legend_lines = -(-len(labels) // columns)
+    figure = Figure(figsize=(max(rows) * PANEL_WIDTH[max(rows)],
+                             len(rows) * PANEL_HEIGHT + legend_lines * LEGEND_LINE),
+                    dpi=100, layout="constrained")
+    axes = dict(zip(panels, grid(figure, rows)))
+
     colours = matplotlib.colormaps["tab10"].colors
-    metrics_seen: list[str] = []
+    splits = set()
+    handles = []
     for i, (path, history, label) in enumerate(zip(run_dirs, histories, labels)):
         colour = colours[i % len(colours)]
         epochs = [row["epoch"] for row in history]
         marker = "o" if len(history) == 1 else None
         best = (read_summary(path) or {}).get("best_epoch")
         metric = main_metric(list(history[0]))
-        if metric and metric not in metrics_seen:
-            metrics_seen.append(metric)
-        for ax, name in ((loss_ax, "loss"), (metric_ax, metric)):
+        for name in ("loss", metric):
             if name is None:
                 continue
+            ax = axes[name]
             for split, style in (("train", "-"), ("val", "--")):
                 column = f"{split}_{name}"
                 if column not in history[0]:
                     continue
+                splits.add(split)
                 values = [row[column] for row in history]
-                ax.plot(epochs, values, style, color=colour, marker=marker, linewidth=1.5,
-                        label=label if (ax is loss_ax and split == "train") else None)
+                ax.plot(epochs, values, style, color=colour, marker=marker, linewidth=1.5)
                 if split == "val" and best in epochs:
                     ax.plot([best], [values[epochs.index(best)]], "o", color=colour,
                             markersize=5)
-    loss_ax.set_title("loss")
-    loss_ax.set_ylabel("loss")
-    metric_ax.set_title(" / ".join(metrics_seen) or "(no metric)")
-    metric_ax.set_ylabel(" / ".join(metrics_seen))
-    for ax in (loss_ax, metric_ax):
+        handles.append(Line2D([], [], color=colour, linewidth=2.5, label=label))
+    for name in ("loss", *metrics):
+        ax = axes[name]
+        ax.set_title(f"{split_words(splits)} {name}", fontsize="medium")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(name)
         ax.grid(True, alpha=0.3)
-    if len(run_dirs) > 1 or labels[0] != RUN_SUFFIX.sub("", run_dirs[0].name):
-        loss_ax.legend(fontsize="small", loc="upper right")
-    if len(run_dirs) == 1:
-        figure.suptitle(run_dirs[0].name, fontsize="medium")
-    metric_ax.legend(handles=[Line2D([], [], color="black", linestyle="-", label="train"),
-                              Line2D([], [], color="black", linestyle="--", label="validation"),
-                              Line2D([], [], color="black", marker="o", linestyle="",
-                                     label="best epoch")],
-                     fontsize="small", loc="best")
+        if log_scale(ax):  # a loss (or an error) falling by decades
+            ax.set_yscale("log")
+
+    key = [Line2D([], [], color="black", linestyle="-", label="train")]
+    if "val" in splits:
+        key += [Line2D([], [], color="black", linestyle="--", label="validation"),
+                Line2D([], [], color="black", marker="o", linestyle="", label="best epoch")]
+    figure.legend(handles=key, loc="outside upper right", ncols=len(key), fontsize="small",
+                  frameon=False)
+    if len(run_dirs) > 1:
+        figure.legend(handles=handles, loc="outside lower center", ncols=columns,
+                      fontsize="small", frameon=False)
+        names = {RUN_SUFFIX.sub("", p.name) for p in run_dirs}
+        title = f"{len(run_dirs)} runs" + (f" of {names.pop()}" if len(names) == 1 else "")
+    else:
+        title = run_dirs[0].name
+    figure.suptitle(title, fontsize="medium", x=0.01, ha="left")
     if evaluation is not None:
-        draw_confusion(axes[2], evaluation)
-    atomic_write(output, lambda f: figure.savefig(f, format=fmt))
-    return output
+        draw_confusion(axes["confusion"], evaluation)
+    if scores is not None:
+        draw_roc(axes["roc"], scores)
+        draw_precision_recall(axes["pr"], scores)
+    return figure
+
+
+def panel_rows(panels: int) -> list[int]:
+    """How many panels each row holds: up to three in a row, rows as even as can be
+    (4 -> 2 + 2, 5 -> 2 + 3)."""
+    lines = -(-panels // 3)
+    return [panels // lines + (i >= lines - panels % lines if panels % lines else 0)
+            for i in range(lines)]
+
+
+def grid(figure, rows: list[int]) -> list:
+    """One axes per panel, rows of the given lengths, each row filling the figure's width."""
+    import math
+
+    width = math.lcm(*rows)
+    spec = figure.add_gridspec(len(rows), width)
+    axes = []
+    for r, count in enumerate(rows):
+        span = width // count
+        axes += [figure.add_subplot(spec[r, c * span:(c + 1) * span]) for c in range(count)]
+    return axes
+
+
+def legend_columns(labels: list[str], width: float) -> int:
+    """Columns of the legend of runs that fit `width` inches (an entry: a line, then its
+    label in small type, about 0.075 inches a character)."""
+    entry = 0.6 + 0.075 * max(len(label) for label in labels)
+    return max(1, min(len(labels), int(width // entry)))
+
+
+def split_words(splits: set[str]) -> str:
+    return "train and validation" if "val" in splits else "train"
+
+
+def log_scale(ax) -> bool:
+    """True when the curves drawn on `ax` are all positive and span more than LOG_SPAN."""
+    import numpy as np
+
+    values = [np.asarray(line.get_ydata(), dtype=float) for line in ax.get_lines()]
+    values = np.concatenate(values) if values else np.array([])
+    values = values[np.isfinite(values)]
+    return bool(values.size) and values.min() > 0 and values.max() / values.min() > LOG_SPAN
+
+
+def eval_data_name(run, data: Optional[Path]) -> str:
+    config = run.config
+    if data is not None:
+        return Path(data).name
+    if config.data.test:
+        return f"test file {Path(config.data.test).name}"
+    if isinstance(config.data.validation, str):
+        return f"validation file {Path(config.data.validation).name}"
+    return "validation split"
 
 
 def draw_confusion(ax, evaluation: dict) -> None:
@@ -148,16 +390,56 @@ def draw_confusion(ax, evaluation: dict) -> None:
     ax.figure.colorbar(image, ax=ax, shrink=0.8)
     ax.set_xticks(range(len(labels)), labels, rotation=45 if len(labels) > 4 else 0)
     ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
     threshold = matrix.max() / 2 if matrix.size else 0
     for (r, c), count in np.ndenumerate(matrix):
         ax.text(c, r, str(count), ha="center", va="center", fontsize="small",
                 color="white" if count > threshold else "black")
-    data = evaluation.get("data", "")
-    ax.set_title(f"confusion matrix: {Path(str(data).split(' (')[0]).name}"
-                 f"{' (validation split)' if 'validation split' in str(data) else ''}, "
-                 f"{evaluation.get('rows')} rows", fontsize="medium")
+    ax.set_title(f"confusion matrix, {evaluation['data']}, {evaluation.get('rows')} rows",
+                 fontsize="medium")
+
+
+def draw_roc(ax, scores: Scores) -> None:
+    """One ROC curve per class (one-vs-rest) or target, its AUC in the legend; the chance
+    diagonal."""
+    from .metrics import roc_auc, roc_curve
+
+    for i, name in enumerate(scores.names):
+        truth, score = scores.truth[:, i], scores.scores[:, i]
+        if truth.all() or not truth.any():  # one kind of row only: no curve to draw
+            ax.plot([], [], label=f"{name} (no {'negative' if truth.all() else 'positive'} rows)")
+            continue
+        fpr, tpr, _ = roc_curve(truth, score)
+        ax.plot(fpr, tpr, linewidth=1.5, label=f"{name} (AUC {roc_auc(truth, score):.3f})")
+    ax.plot([0, 1], [0, 1], ":", color="0.5", linewidth=1, label="chance")
+    ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), aspect="equal",
+           xlabel="false positive rate", ylabel="true positive rate")
+    ax.set_title(f"ROC, {scores.data}", fontsize="medium")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="lower right")
+
+
+def draw_precision_recall(ax, scores: Scores) -> None:
+    """One precision-recall curve per class or target, its average precision in the legend;
+    chance is each one's share of the rows (dotted, in its colour)."""
+    from .metrics import average_precision, precision_recall_curve
+
+    for i, name in enumerate(scores.names):
+        truth, score = scores.truth[:, i], scores.scores[:, i]
+        if not truth.any():
+            ax.plot([], [], label=f"{name} (no positive rows)")
+            continue
+        precision, recall, _ = precision_recall_curve(truth, score)
+        line, = ax.plot(recall, precision, linewidth=1.5, drawstyle="steps-post",
+                        label=f"{name} (AP {average_precision(truth, score):.3f})")
+        ax.axhline(truth.mean(), linestyle=":", color=line.get_color(), linewidth=1,
+                   label="chance (share of rows)" if i == 0 else None)
+    ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), aspect="equal", xlabel="recall",
+           ylabel="precision")
+    ax.set_title(f"precision-recall, {scores.data}", fontsize="medium")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="lower left")
 
 
 # ---- sweeps -------------------------------------------------------------------------------------
