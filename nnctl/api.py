@@ -1004,7 +1004,10 @@ def evaluate_run(run_dir: Path, loaded: Loaded, data: Optional[Data],
         result["blank_targets"] = left_out
     if config.task == "binary":
         result["threshold"] = threshold
-    result.update(evaluate(loaded.model, loss, dataset, config.task, threshold=threshold))
+    scores = evaluate(loaded.model, loss, dataset, config.task, threshold=threshold)
+    # AUC is undefined (NaN) when the data holds one class: left out, as report() does
+    result.update({name: value for name, value in scores.items()
+                   if name not in ("auc", "f1") or math.isfinite(value)})
     probabilities = loaded.model.predict(dataset.x)
     result.update(report(config.task, prep, probabilities, dataset.y, threshold))
     return result

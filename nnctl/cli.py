@@ -141,13 +141,15 @@ def eval_(
     data: Optional[Path] = typer.Argument(None, help="CSV file (default: the run's test, else validation data)."),
     checkpoint: str = typer.Option("best", help=CHECKPOINT_HELP),
     json_: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    threshold: Optional[float] = typer.Option(
+        None, help="Binary runs: the probability at or above which a row is positive (default 0.5)."),
     threads: Optional[int] = typer.Option(None, min=1, help=THREADS_HELP),
 ):
     """Evaluate a run's checkpoint on a CSV file with the target column(s)."""
     use_threads(threads)
     from . import api
 
-    result = api.load(run_dir, checkpoint).evaluate(data)
+    result = api.load(run_dir, checkpoint).evaluate(data, threshold)
     if json_:
         echo_json(result)
     else:
@@ -159,10 +161,13 @@ def format_eval(result: dict) -> str:
     lines = [f"{result['data']}: {result['rows']} rows"
              + (f" ({left_out} without a target left out)" if left_out else "")
              + f", checkpoint {result['checkpoint']}"]
-    shown = [key for key in ("loss", "accuracy", "balanced_accuracy", "mse", "rmse", "mae", "r2")
-             if key in result]
+    top_k = [key for key in result if key.startswith("top_") and key.endswith("_accuracy")]
+    shown = [key for key in ("loss", "accuracy", "balanced_accuracy", *top_k, "auc", "pr_auc",
+                             "log_loss", "f1", "mse", "rmse", "mae", "r2") if key in result]
     key_width = max(len(key) for key in shown)
     lines += [f"{key.replace('_', ' '):<{key_width}}  {result[key]:.4f}" for key in shown]
+    if "threshold" in result:
+        lines.append(f"{'threshold':<{key_width}}  {result['threshold']:g}  (positive at or above)")
     if "classes" in result:
         width = max(len("macro avg"), *(len(c) for c in result["classes"]))
         lines.append("")
@@ -196,6 +201,8 @@ def predict(
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write CSV here (default: stdout)."),
     checkpoint: str = typer.Option("best", help=CHECKPOINT_HELP),
     keep: List[str] = typer.Option([], "--keep", help="Copy this input column to the output (repeatable)."),
+    threshold: Optional[float] = typer.Option(
+        None, help="Binary runs: the probability at or above which a row is positive (default 0.5)."),
     threads: Optional[int] = typer.Option(None, min=1, help=THREADS_HELP),
 ):
     """Predict every row of INPUT_CSV (no target column needed), in input order."""
@@ -206,7 +213,7 @@ def predict(
     if output is not None and output.exists() and input_csv.exists() and \
             output.resolve() == input_csv.resolve():
         fail([f"-o {output}: is the input file; write the predictions to another file"])
-    frame = api.load(run_dir, checkpoint).predict(input_csv, keep)
+    frame = api.load(run_dir, checkpoint).predict(input_csv, keep, threshold)
     text = frame.to_csv(index=False, float_format="%.6g")
     if output is None:
         sys.stdout.write(text)

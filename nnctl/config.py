@@ -355,16 +355,20 @@ def label_text(value: Any) -> str:
     return str(value)
 
 
-def metric_names(task: str) -> list[str]:
-    """The per-epoch metrics besides the loss."""
-    return ["accuracy"] if task in ("classification", "binary") else ["mae", "r2"]
+def metric_names(task: str, split: str = "val") -> list[str]:
+    """The per-epoch metrics besides the loss. ROC AUC and F1 need every output of the
+    split at once, so only the validation (and test) pass computes them, not the training
+    batches."""
+    if task == "regression":
+        return ["mae", "r2"]
+    return ["accuracy"] if split == "train" else ["accuracy", "auc", "f1"]
 
 
 def monitor_mode(monitor: str, mode: str) -> str:
-    """`auto` means maximize accuracy and R^2, minimize losses and errors."""
+    """`auto` means maximize accuracy, AUC, F1 and R^2, minimize losses and errors."""
     if mode != "auto":
         return mode
-    return "max" if monitor.endswith(("accuracy", "r2")) else "min"
+    return "max" if monitor.endswith(("accuracy", "auc", "f1", "r2")) else "min"
 
 
 # ---- locating problems in the YAML -------------------------------------------------------------
@@ -787,7 +791,7 @@ def check_structure(config: Config) -> list[str]:
             break
 
     known = {f"{split}_{m}" for split in ("train", "val")
-             for m in ["loss"] + metric_names(config.task)}
+             for m in ["loss"] + metric_names(config.task, split)}
     if config.data.validation is None:
         known = {m for m in known if m.startswith("train_")}
     monitors = [("training.checkpoint.monitor", config.training.checkpoint.monitor)]

@@ -70,11 +70,35 @@ def precision_recall_curve(y_true, y_score):
 def roc_auc(y_true, y_score) -> float:
     """Area under the ROC curve (trapezoids, so a tie between a positive and a negative counts
     half); NaN when y_true holds one class only."""
-    fps, tps, _ = _binary_clf_curve(y_true, y_score)
-    if fps[-1] == 0 or tps[-1] == 0:
-        return math.nan
-    fpr, tpr = np.r_[0.0, fps] / fps[-1], np.r_[0.0, tps] / tps[-1]
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    y_true = np.asarray(y_true).reshape(-1, 1)
+    return float(roc_auc_columns(y_true, np.asarray(y_score).reshape(-1, 1))[0])
+
+
+def roc_auc_columns(y_true: np.ndarray, y_score: np.ndarray) -> np.ndarray:
+    """ROC AUC of each column of (n, k) scores against the same column of y_true, all at
+    once: the Mann-Whitney form (rank sum of the positives, ties given their mean rank),
+    which equals the area under the ROC curve by trapezoids. NaN where a column of y_true
+    holds one class only."""
+    # one row per column, contiguous, so that each sort runs over adjacent memory
+    positive = np.ascontiguousarray(np.asarray(y_true, dtype=bool).T)
+    score = np.ascontiguousarray(np.asarray(y_score).T)
+    k, n = score.shape
+    order = np.argsort(score, axis=1, kind="stable")
+    score = np.take_along_axis(score, order, axis=1)
+    positive = np.take_along_axis(positive, order, axis=1)
+    # Runs of tied scores, numbered per row and offset by n per row, share their mean rank.
+    starts = np.ones((k, n), dtype=bool)
+    starts[:, 1:] = score[:, 1:] != score[:, :-1]
+    group = (np.cumsum(starts, axis=1) - 1 + (np.arange(k) * n)[:, None]).ravel()
+    sizes = np.bincount(group, minlength=n * k)
+    before = np.cumsum(sizes.reshape(k, n), axis=1).ravel() - sizes
+    mean_rank = before + (sizes + 1) / 2
+    rank_sum = np.where(positive, mean_rank[group].reshape(k, n), 0.0).sum(axis=1)
+    n_pos = positive.sum(axis=1).astype(np.float64)
+    n_neg = n - n_pos
+    with np.errstate(divide="ignore", invalid="ignore"):
+        auc = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
 
 
 def average_precision(y_true, y_score) -> float:
@@ -163,7 +187,7 @@ def roc_auc_ovr(y_true, probabilities) -> float:
     present = np.unique(y)
     if present.size < 2:
         return math.nan
-    return mean_defined(roc_auc(y == c, p[:, c]) for c in present)
+    return mean_defined(roc_auc_columns(y[:, None] == present, p[:, present]))
 
 
 def top_k_accuracy(y_true, probabilities, k: int) -> float:
@@ -204,7 +228,7 @@ def epoch_metrics(task: str, y: np.ndarray, probabilities: np.ndarray,
         labels = predicted_labels(task, p, threshold)
         f1 = np.mean([f1_from_confusion(confusion_matrix(y[:, j] > 0.5, labels[:, j], 2),
                                         "binary") for j in range(p.shape[1])])
-        return {"auc": per_output(roc_auc, y > 0.5, p), "f1": float(f1)}
+        return {"auc": mean_defined(roc_auc_columns(y > 0.5, p)), "f1": float(f1)}
     k = probabilities.shape[1]
     confusion = confusion_matrix(y, predicted_labels(task, probabilities), k)
     return {"auc": roc_auc_ovr(y, probabilities), "f1": f1_from_confusion(confusion, "macro")}
@@ -228,3 +252,12 @@ def eval_metrics(task: str, y: np.ndarray, probabilities: np.ndarray,
         if k is not None:
             result[f"top_{k}_accuracy"] = top_k_accuracy(y, p, k)
     return result
+
+
+def auc_defined(task: str, y: np.ndarray) -> bool:
+    """Whether ROC AUC has a value on these targets: both classes in some output (binary),
+    at least two classes (classification)."""
+    if task == "binary":
+        y = np.asarray(y).reshape(len(y), -1) > 0.5
+        return bool(np.any(y.any(axis=0) & ~y.all(axis=0)))
+    return np.unique(np.asarray(y)).size > 1

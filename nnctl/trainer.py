@@ -14,11 +14,16 @@ from typing import Optional, Protocol
 import numpy as np
 
 from .data import Dataset, batches
+from .metrics import epoch_metrics, predicted_labels
+from .nn.activations import sigmoid, softmax
 from .nn.losses import Loss
 from .nn.model import Sequential
 from .progress import Silent
 from .nn.optim import Optimizer, clip_grad_norm, clip_grad_value, grad_norm
 from .nn.schedules import Schedule, improved
+
+
+ACTIVATION_FUNCTIONS = {"sigmoid": sigmoid, "softmax": softmax}
 
 
 class Diverged(Exception):
@@ -30,8 +35,8 @@ class Diverged(Exception):
 class Metrics:
     """Running loss and metrics over batches, without extra passes over the data.
 
-    classification: accuracy of argmax; binary: accuracy of each output thresholded at 0.5
-    (logit 0); regression: MAE and R^2 (per output, averaged), from running sums.
+    classification: accuracy of argmax; binary: accuracy of each output, positive at or above
+    0.5 (logit 0); regression: MAE and R^2 (per output, averaged), from running sums.
     """
 
     def __init__(self, task: str, from_logits: bool):
@@ -48,7 +53,7 @@ class Metrics:
             self.values += len(y)
         elif self.task == "binary":
             threshold = 0.0 if self.from_logits else 0.5
-            self.correct += int(np.count_nonzero((out > threshold) == (y > 0.5)))
+            self.correct += int(np.count_nonzero((out >= threshold) == (y > 0.5)))
             self.values += y.size
         else:
             diff = (out - y).astype(np.float64)
@@ -87,15 +92,26 @@ def is_fused(model: Sequential, loss: Loss) -> bool:
 
 
 def evaluate(model: Sequential, loss: Loss, data: Dataset, task: str,
-             batch_size: int = 1024) -> dict[str, float]:
-    """Loss (penalties included) and metrics over a whole dataset, in evaluation mode."""
+             batch_size: int = 1024, threshold: float = 0.5) -> dict[str, float]:
+    """Loss (penalties included) and metrics over a whole dataset, in evaluation mode.
+
+    Classification and binary tasks add `auc` and `f1` (nnctl.metrics.epoch_metrics) to the
+    accuracy, from the probabilities of the same single pass; a binary row is positive when
+    its probability is at or above `threshold`."""
     fused = is_fused(model, loss)
     out = np.concatenate([model.forward(data.x[s], logits=fused)
                           for s in batches(len(data), batch_size)])
     value, _ = loss.from_logits(out, data.y) if fused else loss(out, data.y)
-    metrics = Metrics(task, fused)
-    metrics.update(value + model.penalty(), out, data.y)
-    return metrics.result()
+    value += model.penalty()
+    if task == "regression":
+        metrics = Metrics(task, fused)
+        metrics.update(value, out, data.y)
+        return metrics.result()
+    probabilities = (ACTIVATION_FUNCTIONS[loss.fused_activation](out) if fused else out)
+    truth = data.y > 0.5 if task == "binary" else data.y
+    accuracy = float(np.mean(predicted_labels(task, probabilities, threshold) == truth))
+    return {"loss": value, "accuracy": accuracy,
+            **epoch_metrics(task, data.y, probabilities, threshold)}
 
 
 # ---- early stopping --------------------------------------------------------------------------
@@ -275,7 +291,9 @@ class Trainer:
         for name, value in train_metrics.items():
             row[f"train_{name}"] = value
             if name in val_metrics:
-                row[f"val_{name}"] = val_metrics[name]
+                row[f"val_{name}"] = val_metrics.pop(name)
+        # Metrics only the validation pass computes (auc, f1): they need every output at once.
+        row.update({f"val_{name}": value for name, value in val_metrics.items()})
         row["lr"] = self.optimizer.lr
         row["seconds"] = self.epoch_seconds
         self.epoch += 1

@@ -96,7 +96,9 @@ def metric_columns(task: str) -> list[str]:
     if task == "regression":
         return ["epoch", "train_loss", "val_loss", "train_mae", "val_mae", "train_r2", "val_r2",
                 "lr", "seconds"]
-    return ["epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr", "seconds"]
+    # ROC AUC and F1 need every output at once: the validation pass has them, not the batches
+    return ["epoch", "train_loss", "val_loss", "train_accuracy", "val_accuracy", "val_auc",
+            "val_f1", "lr", "seconds"]
 
 
 # ---- train: the run directory -------------------------------------------------------------

@@ -272,7 +272,7 @@ def test_unknown_monitor(folder):
     path = config_file(folder, BASE + "  early_stopping: {monitor: val_acc, patience: 2}\n")
     assert validate_errors(path) == [
         f"{path}:20 training.early_stopping.monitor: unknown metric 'val_acc'; expected one of: "
-        "train_accuracy, train_loss, val_accuracy, val_loss"]
+        "train_accuracy, train_loss, val_accuracy, val_auc, val_f1, val_loss"]
     path = config_file(folder, edited(l5="  validation: null")
                        + "  checkpoint: {monitor: val_loss}\n")
     assert validate_errors(path) == [
@@ -332,5 +332,5 @@ def test_structural_problems_are_listed_together(folder):
         "output layer (got sigmoid)",
         f"{path}:10 model.layers.0.activation: softmax is only for the output layer",
         f"{path}:20 training.early_stopping.monitor: unknown metric 'val_r2'; expected one of: "
-        "train_accuracy, train_loss, val_accuracy, val_loss",
+        "train_accuracy, train_loss, val_accuracy, val_auc, val_f1, val_loss",
     ])
