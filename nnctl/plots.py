@@ -46,21 +46,34 @@ def main_metric(columns: list[str]) -> Optional[str]:
 
 def settings(config: dict[str, Any]) -> dict[str, Any]:
     """A flattened config as settings to compare: a section chosen by its `type` reads as that
-    type (`optimizer: adam`, `training.lr_schedule: step`), and each list adds its length
-    (`model.layers: 3`), so that settings which only come with another choice (adam's beta1,
-    a third layer's units) can be told from settings the user changed."""
+    type (`optimizer: adam`, `training.lr_schedule: step`), a list of values is one setting
+    (`data.target: [y1, y2]`), and a list of sections adds its length (`model.layers: 3`),
+    so that settings which only come with another choice (adam's beta1, a third layer's
+    units) can be told from settings the user changed."""
     view: dict[str, Any] = {}
+    whole: set[str] = set()  # lists of values given whole, not only by their items
     for key, value in config.items():
-        if key in NOT_SETTINGS or (isinstance(value, (dict, list)) and value):
-            continue  # a whole section: its parts are here too
-        parts = key.split(".")
-        for i, part in enumerate(parts[1:], 1):
-            if part.isdigit():
-                prefix = ".".join(parts[:i])
-                view[prefix] = max(view.get(prefix) or 0, int(part) + 1)
-        if len(parts) > 1 and parts[-1] == "type":
-            key = ".".join(parts[:-1])
-        view[key] = value
+        if key in NOT_SETTINGS:
+            continue
+        if isinstance(value, list) and not any(isinstance(v, (dict, list)) for v in value):
+            view[key] = value
+            whole.add(key)
+            continue
+        if isinstance(value, (dict, list)) and value:
+            continue  # a section given whole: its parts are here too
+        *parents, last = key.split(".")
+        if parents and last.isdigit():  # an item of a list of values
+            prefix = ".".join(parents)
+            if prefix not in whole:
+                items = view.get(prefix)
+                view[prefix] = (items if isinstance(items, list) else []) + [value]
+            continue
+        for i, part in enumerate(parents[1:], 1):
+            if part.isdigit():  # in the i-th section of a list of sections
+                prefix = ".".join(parents[:i])
+                count = view.get(prefix)
+                view[prefix] = max(count, int(part) + 1) if type(count) is int else int(part) + 1
+        view[".".join(parents) if parents and last == "type" else key] = value
     return view
 
 
@@ -117,18 +130,36 @@ def labels_for(run_dirs: list[Path]) -> list[str]:
     short = short_keys(keys)
     texts = [{k: f"{short[k]}={setting_text(v[k])}" for k in keys if k in v} for v in views]
 
-    def label(text: dict[str, str], shown: int) -> str:
-        parts = [text[k] for k in keys[:shown] if k in text]
-        more = sum(k in text for k in keys[shown:])
+    def label(text: dict[str, str], shown: list[str]) -> str:
+        parts = [text[k] for k in keys if k in shown and k in text]
+        more = sum(k in text for k in keys if k not in shown)
         return ", ".join(parts + ([f"+{more} more"] if more else []))
 
-    # All, or few enough that "+N more" hides two or more ("+1 more" says no less than the one).
-    choices = [len(keys)] + list(range(min(LABEL_SETTINGS, len(keys) - 2), 0, -1))
-    shown = next((n for n in choices if all(len(label(t, n)) <= LABEL_CHARS for t in texts)),
-                 choices[-1])
+    # All of up to LABEL_SETTINGS + 1, or few enough that "+N more" hides two or more ("+1
+    # more" would say no less than the setting itself).
+    limits = [len(keys)] if len(keys) <= LABEL_SETTINGS + 1 else []
+    limits += range(min(LABEL_SETTINGS, len(keys) - 2), 0, -1)
+    for limit in limits:
+        shown = telling(keys, texts, limit)
+        if all(len(label(t, shown)) <= LABEL_CHARS for t in texts):
+            break
     labels = [label(t, shown) for t in texts]
     return [p.name if (not text or labels.count(text) > 1) else text
             for p, text in zip(run_dirs, labels)]
+
+
+def telling(keys: list[str], texts: list[dict[str, str]], limit: int) -> list[str]:
+    """Up to `limit` of the keys: first those that tell the runs apart (each time the one that
+    splits them into the most groups, the earlier on a tie), then the rest in order."""
+    def groups(chosen: list[str]) -> int:
+        return len({tuple(text.get(k) for k in chosen) for text in texts})
+
+    chosen: list[str] = []
+    while len(chosen) < limit and groups(chosen) < groups(keys):
+        chosen.append(max((k for k in keys if k not in chosen),
+                          key=lambda k: groups(chosen + [k])))
+    chosen += [k for k in keys if k not in chosen][:limit - len(chosen)]
+    return chosen
 
 
 # ---- the eval data of one run -------------------------------------------------------------
@@ -272,33 +303,11 @@ def runs_figure(run_dirs: list[Path], confusion: bool = False, roc: bool = False
                     dpi=100, layout="constrained")
     axes = dict(zip(panels, grid(figure, rows)))
 
-    colours = matplotlib.colormaps["tab10"].colors
-    splits = set()
-    handles = []
-    for i, (path, history, label) in enumerate(zip(run_dirs, histories, labels)):
-        colour = colours[i % len(colours)]
-        epochs = [row["epoch"] for row in history]
-        marker = "o" if len(history) == 1 else None
-        best = (read_summary(path) or {}).get("best_epoch")
-        metric = main_metric(list(history[0]))
-        for name in ("loss", metric):
-            if name is None:
-                continue
-            ax = axes[name]
-            for split, style in (("train", "-"), ("val", "--")):
-                column = f"{split}_{name}"
-                if column not in history[0]:
-                    continue
-                splits.add(split)
-                values = [row[column] for row in history]
-                ax.plot(epochs, values, style, color=colour, marker=marker, linewidth=1.5)
-                if split == "val" and best in epochs:
-                    ax.plot([best], [values[epochs.index(best)]], "o", color=colour,
-                            markersize=5)
-        handles.append(Line2D([], [], color=colour, linewidth=2.5, label=label))
+    handles, splits = draw_curves(axes, run_dirs, histories, labels)
     for name in ("loss", *metrics):
         ax = axes[name]
-        ax.set_title(f"{split_words(splits)} {name}", fontsize="medium")
+        ax.set_title(f"{'train and validation' if 'val' in splits else 'train'} {name}",
+                     fontsize="medium")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(name)
@@ -328,6 +337,37 @@ def runs_figure(run_dirs: list[Path], confusion: bool = False, roc: bool = False
     return figure
 
 
+def draw_curves(axes: dict, run_dirs: list[Path], histories: list[list[dict]],
+                labels: list[str]) -> tuple[list, set[str]]:
+    """Each run's loss and main metric, epoch by epoch, into the panels named by them; returns
+    a legend handle per run and the splits drawn (train, val)."""
+    import matplotlib
+    from matplotlib.lines import Line2D
+
+    colours = matplotlib.colormaps["tab10"].colors
+    splits: set[str] = set()
+    handles = []
+    for i, (path, history, label) in enumerate(zip(run_dirs, histories, labels)):
+        colour = colours[i % len(colours)]
+        epochs = [row["epoch"] for row in history]
+        marker = "o" if len(history) == 1 else None
+        best = (read_summary(path) or {}).get("best_epoch")
+        for name in ("loss", main_metric(list(history[0]))):
+            for split, style in (("train", "-"), ("val", "--")):
+                column = f"{split}_{name}"
+                if name is None or column not in history[0]:
+                    continue
+                splits.add(split)
+                values = [row[column] for row in history]
+                axes[name].plot(epochs, values, style, color=colour, marker=marker,
+                                linewidth=1.5)
+                if split == "val" and best in epochs:
+                    axes[name].plot([best], [values[epochs.index(best)]], "o", color=colour,
+                                    markersize=5)
+        handles.append(Line2D([], [], color=colour, linewidth=2.5, label=label))
+    return handles, splits
+
+
 def panel_rows(panels: int) -> list[int]:
     """How many panels each row holds: up to three in a row, rows as even as can be
     (4 -> 2 + 2, 5 -> 2 + 3)."""
@@ -354,10 +394,6 @@ def legend_columns(labels: list[str], width: float) -> int:
     label in small type, about 0.075 inches a character)."""
     entry = 0.6 + 0.075 * max(len(label) for label in labels)
     return max(1, min(len(labels), int(width // entry)))
-
-
-def split_words(splits: set[str]) -> str:
-    return "train and validation" if "val" in splits else "train"
 
 
 def log_scale(ax) -> bool:

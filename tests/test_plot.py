@@ -242,6 +242,17 @@ def test_labels_stay_short(runs, tmp_path):
     d = copy_config(base, tmp_path / "d", long)
     assert labels_for([a, d]) == ["seed=0, train=iris.csv, +2 more",
                                   "seed=1, train=a_very_long_file_name_f…, +2 more"]
+    # Among many differences, those that tell the runs apart are shown: the two copies of
+    # `a` that differ only in lr, beside a run on other data, are told apart by lr.
+    other = {"data.train": "/data/wine.csv", "data.target": ["y1", "y2"], "seed": 1,
+             "model.layers.0.units": 32, "training.epochs": 20, "optimizer.type": "sgd"}
+    f = copy_config(base, tmp_path / "f", other)
+    g = copy_config(base, tmp_path / "g", {"optimizer.lr": 0.1})
+    labels = labels_for([a, g, f])
+    assert labels[:2] == ["seed=0, train=iris.csv, target=species, lr=0.01, +3 more",
+                          "seed=0, train=iris.csv, target=species, lr=0.1, +3 more"]
+    assert re.fullmatch(r"seed=1, train=wine\.csv, target=\S*y1\S*y2\S*, lr=0\.01, \+3 more",
+                        labels[2]), labels[2]
     # A key that one config has as null and another lacks (an older nnctl) is no difference.
     e = copy_config(base, tmp_path / "e", {"model.layers.0.init": None, "optimizer.lr": 0.1})
     assert labels_for([a, e]) == ["lr=0.01", "lr=0.1"]
