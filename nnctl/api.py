@@ -60,6 +60,19 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # stop after the batch, save, ma
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
+@contextmanager
+def single_threaded_blas():
+    """BLAS held to one thread while nnctl computes (it shares each product's pieces among its
+    own threads), where NumPy was loaded before nnctl could set BLAS's variables."""
+    if not threads.blas_needs_holding():
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 def train(config: Union[PathLike, Mapping[str, Any]], overrides: Overrides = None,
           runs_dir: PathLike = "runs", seed: Optional[int] = None, quiet: bool = True, *,
           run_name: Optional[str] = None, init_weights: Optional[PathLike] = None,
@@ -229,6 +242,7 @@ class Run:
         """
         return predict(self._loaded, data, list(keep), threshold)
 
+    @single_threaded_blas()
     def predict_proba(self, data: Data) -> np.ndarray:
         """Class probabilities, shape (rows, classes), columns in `run.classes` order (for
         several 0/1 targets: each one's probability of 1, in the config's target order).
@@ -281,6 +295,7 @@ class Session:
 def prepare(config: Config, quiet: bool = True, cache: Optional[PathLike] = None) -> Session:
     """Read the data (through the parsed-file cache, if given), check the config against it,
     and build the trainer. Raises user errors before anything is written."""
+    threads.configure_once()
     streams = rng_streams(config.seed)
     dtype = np.dtype(config.dtype)
     data = load_training_data(config.data, config.task, streams["split"], dtype,
@@ -812,6 +827,7 @@ def _announce(session: Session, run: RunRecorder, quiet: bool) -> None:
         print(text, file=sys.stderr)
 
 
+@single_threaded_blas()
 def _fit(session: Session, run: RunRecorder, started: float, previous_seconds: float,
          quiet: bool = True) -> None:
     trainer, data, config = session.trainer, session.data, session.config
@@ -980,6 +996,7 @@ def checked_threshold(task: str, threshold: Optional[float]) -> float:
     return float(threshold)
 
 
+@single_threaded_blas()
 def evaluate_run(run_dir: Path, loaded: Loaded, data: Optional[Data],
                  threshold: Optional[float] = None) -> dict:
     """Loss and metrics of a loaded checkpoint on labelled data (by default the run's test
@@ -1072,6 +1089,7 @@ def _inputs(loaded: Loaded, data: Data, keep: Sequence[str] = ()):
     return x, frame
 
 
+@single_threaded_blas()
 def predict(loaded: Loaded, data: Data, keep: list[str] = (),
             threshold: Optional[float] = None) -> "pd.DataFrame":
     """Predictions for every row of data, in order, as the DataFrame `nnctl predict` writes."""

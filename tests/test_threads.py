@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import contextvars
 import threading
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from nnctl.nn import threads
 from nnctl.nn.layers import Param
 from nnctl.nn.model import Sequential
+from nnctl.nn.losses import LOSSES
 from nnctl.nn.optim import OPTIMIZERS
 from cli_helpers import make_problem
 
@@ -37,9 +39,6 @@ def test_elementwise_runs_in_several_threads_on_aligned_chunks_that_cover_the_ar
     threads.elementwise(mark, [values])
     assert np.all(values == 1.0)  # every element once: no gap, no overlap
     assert len(seen) == 3
-    caller = threading.get_ident()  # takes the first chunk; pool threads take the others
-    assert [ident == caller for ident, _, _ in sorted(seen, key=lambda s: s[1])] == [
-        True, False, False]
     assert sum(n for _, _, n in seen) == size
     assert all((address - values.ctypes.data) % (threads.ALIGN * values.itemsize) == 0
                for _, address, _ in seen)
@@ -107,10 +106,10 @@ print(json.dumps({{"count": count, "elementwise": threads.count(),
 """
 
 
-def test_default_is_every_usable_core_and_blas_is_told_before_numpy_loads():
+def test_default_is_every_usable_core_and_blas_is_held_to_one_before_numpy_loads():
     report = run_python(REPORT.format(arg=""))
     assert report["count"] == report["elementwise"] == len(os.sched_getaffinity(0))
-    assert set(report["env"].values()) == {str(report["count"])}
+    assert set(report["env"].values()) == {"1"}  # nnctl splits; BLAS computes one piece
     assert report["timeout"] == threads.THREAD_TIMEOUT[1]
     assert not report["numpy_loaded"]
 
@@ -119,12 +118,13 @@ def test_a_thread_variable_set_by_the_user_is_the_default_and_the_flag_overrides
     assert run_python(REPORT.format(arg=""), OPENBLAS_NUM_THREADS="3")["count"] == 3
     report = run_python(REPORT.format(arg="5"), OPENBLAS_NUM_THREADS="3",
                         OPENBLAS_THREAD_TIMEOUT="20")
-    assert report["count"] == 5 and set(report["env"].values()) == {"5"}
+    assert report["count"] == 5 and set(report["env"].values()) == {"1"}
     assert report["timeout"] == "20"  # the user's choice stays
 
 
-def test_blas_runs_the_configured_number_of_threads():
-    """What OpenBLAS itself reports, through its C API, after `nnctl --threads`' setup."""
+def test_blas_runs_one_thread_whatever_the_count():
+    """What OpenBLAS itself reports, through its C API, after `nnctl --threads`' setup: nnctl
+    shares the pieces of each product among its threads, and BLAS computes each on one."""
     code = """
 import ctypes, json, sys
 from nnctl.nn import threads
@@ -148,7 +148,7 @@ print(json.dumps({"skip": "no OpenBLAS bundled with numpy"}))
         report = json.loads(out)
         if "skip" in report:
             pytest.skip(report["skip"])
-        assert report["threads"] == count
+        assert report["threads"] == 1
 
 
 def test_train_records_its_thread_count(tmp_path):
@@ -188,3 +188,92 @@ def test_each_thread_works_in_cache_sized_blocks_with_the_same_result(with_threa
         results.append(state[:4])
     for whole, blocked in zip(*results):
         assert np.array_equal(whole, blocked)
+
+
+# ---- matrix products shared among threads ------------------------------------------------------
+
+SHAPES = [(32, 784, 256), (784, 32, 256), (32, 256, 784), (128, 896, 128), (896, 28, 128),
+          (33, 100, 77), (32, 128, 10), (5, 3, 2)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmul_is_the_product_and_the_same_bits_whoever_computes_the_pieces(with_threads, dtype):
+    """The pieces of a product depend on its shape and the count only: shared with helpers or
+    all computed by the calling thread, the result is bit for bit the same (so a busy
+    machine, where the caller takes a slow helper's pieces, changes nothing)."""
+    rng = np.random.default_rng(0)
+    with_threads(3)
+    for m, k, n in SHAPES:
+        a, b = rng.normal(size=(m, k)).astype(dtype), rng.normal(size=(k, n)).astype(dtype)
+        shared = threads.matmul(a, b)
+        alone, pieces = threads.pieces_of(a, b)
+        for piece in pieces:
+            piece()
+        np.testing.assert_array_equal(shared, alone)
+        exact = a.astype(np.float64) @ b.astype(np.float64)
+        tolerance = (1e-5 if dtype == np.float32 else 1e-13) * np.abs(exact).max()
+        np.testing.assert_allclose(shared, exact, rtol=0, atol=tolerance)
+        # transposed views, as the backward passes use them, and an output array given
+        out = np.empty((n, m), dtype).T
+        threads.matmul(np.asfortranarray(a), np.asfortranarray(b), out=out)
+        np.testing.assert_allclose(out, exact, rtol=0, atol=tolerance)
+
+
+def test_matmul_splits_large_products_and_leaves_small_ones_whole(with_threads):
+    with_threads(2)
+    rng = np.random.default_rng(0)
+    big = rng.normal(size=(32, 784)), rng.normal(size=(784, 256))
+    small = rng.normal(size=(32, 128)), rng.normal(size=(128, 128))  # an rnn's step
+    assert len(threads.pieces_of(*big)[1]) == 2
+    assert len(threads.pieces_of(*small)[1]) == 1
+    with_threads(1)
+    assert len(threads.pieces_of(*big)[1]) == 1
+
+
+class Stall:
+    """A job that holds the helper that takes it until `release` is set."""
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.context = contextvars.copy_context()
+
+    def work(self):
+        self.release.wait(30)
+
+
+def test_a_held_up_helper_leaves_its_pieces_to_the_caller(with_threads):
+    """Work is shared, not cut in fixed halves: when the helper is held up (as on a busy
+    core), the calling thread computes every piece the helper has not started."""
+    with_threads(2)
+    threads.run([lambda: None, lambda: None])  # the team and its one helper exist
+    stall = Stall()
+    threads._team.inbox.put(stall)
+    computed_by = []
+    threads.run([lambda: computed_by.append(threading.get_ident()) for _ in range(4)])
+    stall.release.set()
+    assert computed_by == [threading.get_ident()] * 4
+
+
+def test_training_steps_give_the_same_weights_with_and_without_helpers(with_threads):
+    """A model trained with two threads' pieces, shared with a helper or all computed by
+    the calling thread (a team without helpers): the same bits, step after step."""
+    specs = [{"type": "dense", "units": 256, "activation": "relu"},
+             {"type": "dense", "units": 10, "activation": "softmax"}]
+    data = np.random.default_rng(2)
+    x = data.normal(size=(256, 784)).astype(np.float32)
+    y = data.integers(0, 10, size=256)
+    results = []
+    for helpers in (1, 0):
+        with_threads(2)
+        threads._team = threads.Team(helpers)
+        model = Sequential.from_specs(specs, (784,), np.random.default_rng(0))
+        optimizer = OPTIMIZERS["adam"](list(model.parameters().values()), lr=0.01)
+        loss = LOSSES["categorical_crossentropy"]()
+        for start in range(0, 256, 32):
+            out = model.forward(x[start:start + 32], training=True, logits=True)
+            _, grad = loss.from_logits(out, y[start:start + 32])
+            model.backward(grad)
+            optimizer.step()
+        results.append(model.state_dict())
+    for key in results[0]:
+        np.testing.assert_array_equal(results[0][key], results[1][key], err_msg=key)

@@ -1,21 +1,28 @@
-"""How many threads nnctl computes with, and element-wise work split across them.
+"""How many threads nnctl computes with, and how work is shared among them.
 
-Matrix products run on BLAS threads, whose number OpenBLAS reads once, when NumPy loads.
-Element-wise array operations run on the calling thread only; the largest of them, an
-optimizer's update (a dozen passes over every parameter), is split here across the same number
-of threads, which overlap because NumPy releases the GIL inside its loops.
+nnctl splits its own work: matrix products by rows (or by columns of the right operand) and
+element-wise updates into chunks, each piece computed by single-threaded BLAS or NumPy. The
+pieces of one product are fixed by its shape and the configured thread count alone, never by
+how busy the machine is; whichever threads are free take them. So a run's results are the
+same bits on an idle machine and a busy one, while a core taken by another process costs only
+the share of work it would have done: the calling thread takes the pieces a delayed helper has
+not started. (OpenBLAS's own threads split each product in equal halves: the half that waits
+for a busy core sets the pace, 1.5x one thread's time, and 8x on an rnn's many small products.)
 
-The default is every core this process may run on, as NumPy and PyTorch do; `nnctl sweep`
-divides the cores among its parallel trials, as scikit-learn does for its jobs.
+The count is every core this process may run on, as NumPy and PyTorch use, or `--threads`, or
+a BLAS thread variable the user set; `nnctl sweep` divides the cores among its parallel trials,
+as scikit-learn does for its jobs.
 """
 
 from __future__ import annotations
 
 import contextvars
+import itertools
 import math
 import os
+import queue
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from typing import Callable, Optional, Sequence
 
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -34,9 +41,19 @@ ALIGN = 16
 # elements are 256 KiB per array, and Adam's five arrays fit in a core's L2.
 BLOCK = 1 << 16
 
+# A product is split only when each piece keeps at least this many multiply-adds: handing a
+# piece to another thread costs some microseconds, a 64 x 128 x 128 product about ten.
+MIN_PIECE_WORK = 1 << 20
+# Row pieces keep at least this many rows: OpenBLAS computes fewer than 8 rows with other
+# kernels (and a single row with gemv), which would leave its speed behind.
+MIN_ROWS = 8
+
 _threads = 1
-_reason = "BLAS's own default: the Python API sets none"
-_pool: Optional[ThreadPoolExecutor] = None
+_reason = "not configured"
+_configured = False
+_user_setting: Optional[tuple[str, int]] = None  # the BLAS thread variable the user set
+_numpy_first = False  # NumPy loaded before configure(): BLAS is held to one thread at run time
+_team: Optional["Team"] = None
 
 
 def usable_cores() -> int:
@@ -66,22 +83,40 @@ def configure(threads: Optional[int] = None) -> int:
     """Compute with `threads` threads; by default the count the user set in a BLAS thread
     variable, else every usable core. Returns the count.
 
-    BLAS follows only when NumPy is not loaded yet, so the command line calls this before it
-    imports anything heavy; the element-wise updates follow in any case.
+    BLAS itself is held to one thread (nnctl hands it one piece at a time): through its
+    variables when NumPy is not loaded yet, which is why the command line calls this before it
+    imports anything heavy, else through threadpoolctl while nnctl computes.
     """
-    global _threads, _pool, _reason
-    setting = None if threads else _environment_setting()
+    global _threads, _team, _reason, _user_setting, _numpy_first, _configured
+    if not _configured:  # read once: configure() itself sets the variables below
+        _user_setting = _environment_setting()
+    _configured = True
+    setting = None if threads else _user_setting
     count = threads or (setting and setting[1]) or usable_cores()
-    _reason = ("--threads" if threads else f"{setting[0]}" if setting else "every usable core")
+    _reason = "--threads" if threads else setting[0] if setting else "every usable core"
     if "numpy" not in sys.modules:
+        # nnctl splits the work itself; BLAS computes each piece on the thread that asks
         for var in THREAD_VARS:
-            os.environ[var] = str(count)
+            os.environ[var] = "1"
         os.environ.setdefault(*THREAD_TIMEOUT)
-    if count != _threads and _pool is not None:
-        _pool.shutdown()
-        _pool = None
+    else:
+        _numpy_first = True
+    if count != _threads and _team is not None:
+        _team.stop()
+        _team = None
     _threads = count
     return count
+
+
+def configure_once() -> int:
+    """The default count, unless configure() was called (nnctl used from Python)."""
+    return _threads if _configured else configure()
+
+
+def blas_needs_holding() -> bool:
+    """Whether NumPy was loaded before configure() could hold BLAS to one thread through its
+    variables (nnctl used from Python): the caller then holds it at run time."""
+    return _numpy_first
 
 
 def count() -> int:
@@ -93,29 +128,124 @@ def describe() -> str:
     return f"{_threads} ({_reason})"
 
 
+# ---- sharing work ---------------------------------------------------------------------------
+
+class Job:
+    """The pieces of one piece of work. The caller and the helpers take pieces in turn until
+    none is left; the caller then waits only for pieces already taken."""
+
+    def __init__(self, pieces: Sequence[Callable[[], None]]):
+        self.pieces = pieces
+        self.taken = itertools.count()  # next() is atomic under the GIL
+        self.left = len(pieces)
+        self.lock = threading.Lock()
+        self.finished = threading.Event()
+        self.error: Optional[BaseException] = None
+        self.context = contextvars.copy_context()  # np.errstate, for the helpers
+
+    def work(self) -> None:
+        while (i := next(self.taken)) < len(self.pieces):
+            try:
+                self.pieces[i]()
+            except BaseException as exc:  # raised in the caller, by run()
+                self.error = exc
+            with self.lock:
+                self.left -= 1
+                if not self.left:
+                    self.finished.set()
+
+
+class Team:
+    """`helpers` threads that wait for jobs and work on them beside the calling thread."""
+
+    def __init__(self, helpers: int):
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.threads = [threading.Thread(target=self._serve, name=f"nnctl-{i + 1}", daemon=True)
+                        for i in range(helpers)]
+        for thread in self.threads:
+            thread.start()
+
+    def _serve(self) -> None:
+        while (job := self.inbox.get()) is not None:
+            job.context.copy().run(job.work)
+
+    def run(self, pieces: Sequence[Callable[[], None]]) -> None:
+        job = Job(pieces)
+        for _ in range(min(len(self.threads), len(pieces) - 1)):
+            self.inbox.put(job)
+        job.work()
+        job.finished.wait()
+        if job.error is not None:
+            raise job.error
+
+    def stop(self) -> None:
+        for _ in self.threads:
+            self.inbox.put(None)
+
+
+def run(pieces: Sequence[Callable[[], None]]) -> None:
+    """Call every piece once, on the calling thread and the team's helpers."""
+    global _team
+    if len(pieces) == 1 or _threads == 1:
+        for piece in pieces:
+            piece()
+        return
+    if _team is None:
+        _team = Team(_threads - 1)
+    _team.run(pieces)
+
+
+# ---- what is split, and how -------------------------------------------------------------------
+
+def matmul(a, b, out=None):
+    """`a @ b` for 2-D arrays (views and transposes included), its pieces shared among the
+    threads (see `pieces_of`)."""
+    out, pieces = pieces_of(a, b, out)
+    run(pieces)
+    return out
+
+
+def pieces_of(a, b, out=None) -> tuple:
+    """(out, pieces): `count()` pieces that together write `a @ b` into `out`, or one when the
+    product is too small to share. By rows of `a` when it has more rows than `b` has columns
+    (each piece then reads all of `b`, the smaller operand), else by columns of `b`. They
+    depend only on the shapes and the count, so the result is the same bits whoever computes
+    them."""
+    import numpy as np
+
+    m, k = a.shape
+    n = b.shape[1]
+    if out is None:
+        out = np.empty((m, n), dtype=np.result_type(a, b))
+    by_rows = m >= n
+    size, unit = (m, MIN_ROWS) if by_rows else (n, ALIGN)
+    parts = min(_threads, m * n * k // MIN_PIECE_WORK, size // unit)
+    if parts <= 1:
+        return out, [lambda: np.matmul(a, b, out=out)]
+    step = math.ceil(size / parts / unit) * unit
+    if by_rows:
+        return out, [lambda lo=lo: np.matmul(a[lo:lo + step], b, out=out[lo:lo + step])
+                     for lo in range(0, size, step)]
+    return out, [lambda lo=lo: np.matmul(a, b[:, lo:lo + step], out=out[:, lo:lo + step])
+                 for lo in range(0, size, step)]
+
+
 def elementwise(func: Callable[..., None], arrays: Sequence) -> None:
     """Call `func` on the 1-D `arrays` (all of one length), split into consecutive chunks that
     are handled by up to `count()` threads at once.
 
     Only for element-wise work, where each element's result depends on that element alone:
-    the result is then bit-for-bit the same however the arrays are split. Worker threads run
+    the result is then bit-for-bit the same however the arrays are split. Helper threads run
     in a copy of the caller's context, so `np.errstate` carries over.
     """
-    global _pool
     size = len(arrays[0])
     parts = min(_threads, size // MIN_CHUNK)
     if parts <= 1:
         _in_blocks(func, arrays, 0, size)
         return
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=_threads - 1, thread_name_prefix="nnctl")
     step = math.ceil(size / parts / ALIGN) * ALIGN
-    bounds = [(start, min(start + step, size)) for start in range(0, size, step)]
-    futures = [_pool.submit(contextvars.copy_context().run, _in_blocks, func, arrays, lo, hi)
-               for lo, hi in bounds[1:]]
-    _in_blocks(func, arrays, *bounds[0])
-    for future in futures:
-        future.result()
+    run([lambda lo=lo: _in_blocks(func, arrays, lo, min(lo + step, size))
+         for lo in range(0, size, step)])
 
 
 def _in_blocks(func: Callable[..., None], arrays: Sequence, lo: int, hi: int) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..activations import get_activation
+from .. import threads
 from ..init import default_init, get_initializer
 from .base import Layer, Param, add_penalty_grad, weight_penalty
 
@@ -35,7 +36,7 @@ class Dense(Layer):
         return (self.units,)
 
     def forward(self, x, training=False, activate=True):
-        z = x @ self.W.value
+        z = threads.matmul(x, self.W.value)
         z += self.b.value
         self._x, self._z, self._activated = x, z, activate
         if not activate:
@@ -45,10 +46,10 @@ class Dense(Layer):
 
     def backward(self, dy, input_grad=True):
         dz = self.activation.backward(dy, self._z, self._y) if self._activated else dy
-        np.matmul(self._x.T, dz, out=self.W.grad)
+        threads.matmul(self._x.T, dz, out=self.W.grad)
         add_penalty_grad(self.W, self.l1, self.l2)
         dz.sum(axis=0, out=self.b.grad)
-        return dz @ self.W.value.T if input_grad else None
+        return threads.matmul(dz, self.W.value.T) if input_grad else None
 
     def parameters(self):
         return {"W": self.W, "b": self.b}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..activations import get_activation
+from .. import threads
 from ..init import default_init, get_initializer
 from .base import Layer, Param, add_penalty_grad, weight_penalty
 
@@ -54,7 +55,7 @@ class RNN(Layer):
         n, steps, features = x.shape
         # Time-major internally: each step's (N, units) slice is contiguous for its matmul.
         xt = np.ascontiguousarray(x.transpose(1, 0, 2))
-        z = (xt.reshape(-1, features) @ self.W_x.value).reshape(steps, n, self.units)
+        z = threads.matmul(xt.reshape(-1, features), self.W_x.value).reshape(steps, n, self.units)
         z += self.b.value
         h = np.empty((steps + 1, n, self.units), dtype=z.dtype)
         h[0] = 0
@@ -82,15 +83,16 @@ class RNN(Layer):
             if t:
                 carry = dz[t] @ w_h_t
         dz2 = dz.reshape(-1, units)
-        np.matmul(xt.reshape(-1, xt.shape[2]).T, dz2, out=self.W_x.grad)
+        threads.matmul(xt.reshape(-1, xt.shape[2]).T, dz2, out=self.W_x.grad)
         # H_0 = 0 contributes nothing, so pair H_1..H_{T-1} with dZ_2..dZ_T.
-        np.matmul(h[1:steps].reshape(-1, units).T, dz[1:].reshape(-1, units), out=self.W_h.grad)
+        threads.matmul(h[1:steps].reshape(-1, units).T, dz[1:].reshape(-1, units),
+                       out=self.W_h.grad)
         np.sum(dz2, axis=0, out=self.b.grad)
         add_penalty_grad(self.W_x, self.l1, self.l2)
         add_penalty_grad(self.W_h, self.l1, self.l2)
         if not input_grad:
             return None
-        return (dz2 @ self.W_x.value.T).reshape(steps, n, -1).transpose(1, 0, 2)
+        return threads.matmul(dz2, self.W_x.value.T).reshape(steps, n, -1).transpose(1, 0, 2)
 
     def parameters(self):
         return {"W_x": self.W_x, "W_h": self.W_h, "b": self.b}
