@@ -278,18 +278,22 @@ def runs_list(
     runs_dir: Path = typer.Option(Path("runs"), help="Folder searched for run directories, sweep folders included."),
     sort: Optional[str] = typer.Option(None, help="Sort by a column, e.g. val_accuracy (best first) or wall_seconds."),
     format_: str = typer.Option("table", "--format", help="table, csv or json."),
+    columns: Optional[str] = typer.Option(None, help="Comma-separated columns to show, in order, named as in --format csv's header (a parameter also by its last part, e.g. run,val_loss,lr)."),
 ):
     """One row per run: status, epochs, best epoch, best validation and test metrics, wall
-    time, and the config values that differ between the listed runs."""
-    from .listing import list_runs, render, sort_rows
+    time, and the config values that differ between the listed runs. The table fits the
+    terminal (or COLUMNS); csv and json are never cut."""
+    from .listing import list_runs, render, sort_rows, table_width
 
     rows = list_runs(runs_dir)
     if sort is not None:
         rows = sort_rows(rows, sort)
+    chosen = None if columns is None else [c.strip() for c in columns.split(",") if c.strip()]
     if not rows and format_ == "table":
         typer.echo(f"no runs found below {runs_dir}", err=True)
         return
-    typer.echo(render(rows, format_))
+    typer.echo(render(rows, format_, chosen, table_width(sys.stdout),
+                      (sort,) if sort is not None else ()))
 
 
 @runs_app.command("show")
@@ -299,9 +303,9 @@ def runs_show(
     last: int = typer.Option(5, help="How many of the last epochs' metrics to show."),
 ):
     """A run's summary, its resolved config and its last epochs' metrics."""
-    from .listing import show_run
+    from .listing import show_run, table_width
 
-    typer.echo(show_run(run_dir, last))
+    typer.echo(show_run(run_dir, last, table_width(sys.stdout)))
 
 
 @app.command()

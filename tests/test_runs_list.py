@@ -72,13 +72,15 @@ def test_sort_puts_the_best_first(runs):
     assert "--sort: unknown column 'val_lost'" in result.output
 
 
-def test_table_and_csv(runs):
+def test_table_and_csv(runs, monkeypatch):
     folder, made = runs
+    monkeypatch.delenv("COLUMNS", raising=False)  # not a terminal: the whole table
     table = invoke("runs", "list", "--runs-dir", folder, "--sort", "val_loss")
     assert table.exit_code == 0, table.output
     lines = table.stdout.splitlines()
-    assert lines[0].split() == ["run", "status", "epochs", "best", "val_loss", "val_accuracy",
-                                "wall", "model.layers.0.units", "optimizer.lr"]
+    headers = lines[0].split()
+    assert headers[:6] == ["run", "status", "epochs", "best", "val_loss", "val_accuracy"]
+    assert headers[-3:] == ["wall", "model.layers.0.units", "optimizer.lr"]
     assert len(lines) == 4
     ranked = sorted(made.values(), key=lambda r: r.summary["best"]["val_loss"])
     assert [line.split()[0] for line in lines[1:]] == [r.path.name for r in ranked]
@@ -121,8 +123,13 @@ def test_show_prints_config_summary_and_last_epochs(runs):
 def test_flatten_and_differing_keys():
     a = flatten({"name": "x", "optimizer": {"lr": 0.1}, "model": {"layers": [{"units": 4}]},
                  "data": {"features": None}, "tags": []})
-    assert a == {"name": "x", "optimizer.lr": 0.1, "model.layers.0.units": 4,
-                 "data.features": None, "tags": []}
-    b = dict(a, name="y", **{"model.layers.1.rate": 0.2})
-    assert differing_keys([a, b]) == ["model.layers.1.rate"]  # missing in a counts
+    # Every setting by its dotted key, the sections whole as well as by their parts.
+    assert a == {"name": "x", "optimizer": {"lr": 0.1}, "optimizer.lr": 0.1,
+                 "model": {"layers": [{"units": 4}]}, "model.layers": [{"units": 4}],
+                 "model.layers.0": {"units": 4}, "model.layers.0.units": 4,
+                 "data": {"features": None}, "data.features": None, "tags": []}
+    b = flatten({"name": "y", "optimizer": {"lr": 0.1},
+                 "model": {"layers": [{"units": 4}, {"rate": 0.2}]},
+                 "data": {"features": None}, "tags": []})
+    assert differing_keys([a, b]) == ["model.layers.1"]  # missing in a counts, shown whole
     assert differing_keys([a]) == []
