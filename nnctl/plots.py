@@ -469,8 +469,8 @@ def draw_precision_recall(ax, scores: Scores) -> None:
         precision, recall, _ = precision_recall_curve(truth, score)
         line, = ax.plot(recall, precision, linewidth=1.5, drawstyle="steps-post",
                         label=f"{name} (AP {average_precision(truth, score):.3f})")
-        ax.axhline(truth.mean(), linestyle=":", color=line.get_color(), linewidth=1,
-                   label="chance (share of rows)" if i == 0 else None)
+        ax.axhline(truth.mean(), linestyle=":", color=line.get_color(), linewidth=1)
+    ax.plot([], [], ":", color="0.5", linewidth=1, label="chance (each one's share of rows)")
     ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), aspect="equal", xlabel="recall",
            ylabel="precision")
     ax.set_title(f"precision-recall, {scores.data}", fontsize="medium")
