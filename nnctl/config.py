@@ -379,16 +379,17 @@ class Source:
 
     path: Path
     root: Any = None  # the composed YAML node tree
-    overrides: dict[str, str] = field(default_factory=dict)  # dotted path -> "--set KEY=VALUE"
+    # dotted path -> "--set KEY=VALUE" (or a sweep file's line), in the order last applied
+    overrides: dict[str, str] = field(default_factory=dict)
 
-    def locate(self, loc: tuple) -> tuple[str, Optional[int], bool]:
-        """Map a Pydantic error location to (dotted path, YAML line, whether the whole path
-        is in the file). The line is that of the deepest part found in the file."""
+    def locate(self, loc: tuple, tagged: bool = True) -> tuple[str, Optional[int], bool]:
+        """Map an error location to (dotted path, YAML line, whether the whole path is in the
+        file). The line is that of the deepest part found in the file. `tagged`: the location
+        is Pydantic's, with union tags in it ('optimizer', 'adam', 'lr')."""
         node, parts = self.root, []
         line = self.root.start_mark.line + 1 if self.root is not None else None
         found = True
-        loc = strip_union_tags(loc)
-        for part in loc:
+        for part in strip_union_tags(loc) if tagged else loc:
             child = _child(node, part)
             if child is None:
                 found = False
@@ -398,21 +399,38 @@ class Source:
             parts.append(str(part))
         return ".".join(parts), line, found
 
-    def where(self, dotted: str, line: Optional[int], found: bool = True) -> str:
-        """`file:line dotted`, or the `--set` that put the value there."""
-        for key, assignment in self.overrides.items():
+    def where(self, dotted: str, line: Optional[int], found: bool = True,
+              because: Iterable[str] = ()) -> str:
+        """`file:line dotted`, or the `--set` that put the value there (`--set KEY=VALUE:
+        dotted` when it set a mapping holding it). A value the file holds, found wrong because
+        of a `--set` (one under it, the `type` of the mapping holding it, or one of the paths
+        `because` names), is blamed on that `--set` first: `--set KEY=VALUE: file:line dotted`."""
+        applied = list(self.overrides.items())[::-1]  # the last one applied decides
+        for key, assignment in applied:
             if dotted == key:
                 return assignment
-            if dotted.startswith(key + ".") or (not found and key.startswith(dotted + ".")):
+            if _inside(dotted, key) or (not found and _inside(key, dotted)):
                 return f"{assignment}: {dotted}"
         prefix = f"{self.path}:{line}" if line else f"{self.path}"
-        return f"{prefix} {dotted}" if dotted else prefix
+        place = f"{prefix} {dotted}" if dotted else prefix
+        for key, assignment in applied:
+            holder = key[:-len(".type")] if key.endswith(".type") else None
+            if _inside(key, dotted) or (holder and _inside(dotted, holder)) or any(
+                    path == key or _inside(path, key) or _inside(key, path) for path in because):
+                return f"{assignment}: {place}"
+        return place
 
-    def problem(self, dotted: str, message: str) -> str:
-        """A problem at a dotted path found after validation (e.g. a check against the data)."""
+    def problem(self, dotted: str, message: str, because: Iterable[str] = ()) -> str:
+        """A problem at a dotted path found after validation (e.g. a check against the data);
+        `because`: the other paths whose values make it a problem (see `where`)."""
         loc = tuple(int(p) if p.isascii() and p.isdigit() else p for p in dotted.split("."))
-        _, line, found = self.locate(loc)
-        return f"{self.where(dotted, line, found)}: {message}"
+        _, line, found = self.locate(loc, tagged=False)
+        return f"{self.where(dotted, line, found, because)}: {message}"
+
+
+def _inside(path: str, outer: str) -> bool:
+    """Whether dotted `path` lies strictly inside `outer` (model.layers.0.units in model)."""
+    return path.startswith(outer + ".")
 
 
 def _child(node, part):
@@ -432,12 +450,15 @@ def _union_members(annotated) -> dict[str, type[BaseModel]]:
 
 
 # Pydantic puts a discriminated union's tag into error locations ('optimizer', 'adam', 'lr');
-# the YAML has no such level. The tag follows the field that holds the union.
+# the YAML has no such level. The tag follows the field that holds the union, once: in
+# ('optimizer', 'adam', 'momentum') the key 'momentum' is not a tag, though it names an optimizer.
 _TAGS = {
     ("optimizer",): _union_members(OptimizerSpec),
     ("training", "lr_schedule"): _union_members(ScheduleSpec),
     ("model", "layers", int): _union_members(LayerSpec),
 }
+_KINDS = {("optimizer",): "optimizer", ("training", "lr_schedule"): "schedule",
+          ("model", "layers", int): "layer"}
 
 
 def _shape(path: list) -> tuple:
@@ -446,8 +467,11 @@ def _shape(path: list) -> tuple:
 
 def strip_union_tags(loc: tuple) -> tuple:
     out: list = []
+    tagged = None  # the union position whose tag was taken
     for part in loc:
-        if isinstance(part, str) and part in _TAGS.get(_shape(out), ()):
+        shape = _shape(out)
+        if isinstance(part, str) and part in _TAGS.get(shape, ()) and tagged != shape:
+            tagged = shape
             continue
         out.append(part)
     return tuple(out)
@@ -483,24 +507,86 @@ def suggest(loc: tuple, known: set[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def _fields_at(loc: tuple) -> set[str]:
-    """Field names of the model that would hold `loc[-1]`, for 'did you mean' hints. `loc`
-    is Pydantic's, union tags included: they say which model a union holds."""
+def _model_at(loc: tuple) -> tuple[Any, Optional[str], list]:
+    """(model class, union tag or None, dotted parts without tags) of the mapping that holds
+    `loc[-1]`; `loc` is Pydantic's, union tags included: they say which model a union holds.
+    The class is None where no model holds it."""
     model: Any = Config
     path: list = []
+    tag, tagged = None, None
     for part in loc[:-1]:
-        members = _TAGS.get(_shape(path), {})
-        if isinstance(part, str) and part in members:
-            model = members[part]
+        shape = _shape(path)
+        members = _TAGS.get(shape, {})
+        if isinstance(part, str) and part in members and tagged != shape:
+            model, tag, tagged = members[part], part, shape
             continue
         path.append(part)
+        tag = None
         if isinstance(part, int):
             continue
         field = getattr(model, "model_fields", {}).get(part)
         model = _model_in(field.annotation) if field else None
         if model is None:
-            return set()
-    return set(getattr(model, "model_fields", {}))
+            return None, None, path
+    return model, tag, path
+
+
+def unknown_key(loc: tuple, given: Any) -> str:
+    """What to say of a key the mapping at `loc[:-1]` does not have: the closest key it has,
+    else the keys it has; inside a union (a layer, the optimizer, a schedule), which other
+    types have that key, or that the key is a type of its own."""
+    key = str(loc[-1])
+    model, tag, path = _model_at(loc)
+    if model is None:
+        return "unknown key"
+    keys = [name for name in model.model_fields if not (tag and name == "type")]
+    close = _closest(key, keys)
+    holder = ".".join(map(str, path)) or "the config"
+    if close:
+        message = f"unknown key; did you mean {close!r}?"
+    else:
+        kind = f" (type: {tag})" if tag else ""
+        message = f"unknown key; {holder}{kind} has no {key!r}, its keys are {', '.join(keys)}"
+    if tag is None:
+        return message
+    noun, members = _KINDS[_shape(path)], _TAGS[_shape(path)]
+    hints = []
+    others = [name for name, member in members.items()
+              if name != tag and key in member.model_fields]
+    if others:
+        types = f"{noun} type{'s' if len(others) > 1 else ''} {' and '.join(others)}"
+        needed = "".join(f", {name}: ..." for name, spec in members[others[0]].model_fields.items()
+                         if spec.is_required() and name not in ("type", key))
+        hints.append(f"{types} {'has' if len(others) == 1 else 'have'} {key!r}: "
+                     f"{{type: {others[0]}{needed}, {key}: {_flow(given)}}}")
+    if key in members and key != tag:
+        fields = [name for name in members[key].model_fields if name != "type"]
+        required = [name for name in fields if members[key].model_fields[name].is_required()]
+        if noun == "layer":
+            values = [_flow(given) if len(required) == 1 and not isinstance(given, (dict, list))
+                      else "..." for _ in required]
+            setting = "".join(f", {name}: {value}" for name, value in zip(required, values))
+            hints.append(f"for {key}, add a layer {{type: {key}{setting}}}")
+        else:
+            article = "an" if noun[0] in "aeiou" else "a"
+            hints.append(f"{key} is {article} {noun} type of its own (keys: {', '.join(fields)})")
+    if hints and close:
+        return f"{message} ({'; '.join(hints)})"
+    return "; ".join([message, *hints])
+
+
+def _closest(key: str, keys: list[str]) -> Optional[str]:
+    """The key most like `key` (difflib's 0.6 cutoff), the first in `keys` on a tie."""
+    scored = [(difflib.SequenceMatcher(None, key, name).ratio(), -i, name)
+              for i, name in enumerate(keys)]
+    best = max(scored, default=None)
+    return best[2] if best and best[0] >= 0.6 else None
+
+
+def _flow(value: Any) -> str:
+    """A value as YAML writes it on one line."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=2 ** 31 - 1)
+    return text.strip().removesuffix("...").strip()
 
 
 def _model_in(annotation) -> Any:
@@ -521,7 +607,7 @@ def format_errors(exc: ValidationError, source: Source) -> list[str]:
         dotted, line, found = source.locate(raw_loc)
         message = describe_error(error)
         if error["type"] == "extra_forbidden":
-            message += suggest(raw_loc, _fields_at(raw_loc))
+            message = unknown_key(raw_loc, error.get("input"))
         problem = f"{source.where(dotted, line, found)}: {message}"
         if problem not in problems:
             problems.append(problem)
@@ -669,8 +755,10 @@ def load_config(config: str | Path | Mapping[str, Any],
     """Read, override, validate and resolve a config: a YAML file, or a mapping of the same
     keys (relative paths in it resolve against the current folder).
 
-    Relative data paths resolve against the config's folder; `name` defaults to the file's
-    stem; monitors default to val_loss with validation data, else train_loss.
+    Relative data paths written in the file resolve against the file's folder; those given by
+    overrides (`--set data.train=...`, Python's `overrides`) against the current folder, as
+    any path typed on a command line. `name` defaults to the file's stem; monitors default to
+    val_loss with validation data, else train_loss.
     """
     if isinstance(config, Mapping):
         path, root, base = Path("config"), None, Path.cwd()
@@ -684,18 +772,21 @@ def load_config(config: str | Path | Mapping[str, Any],
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}:1: the config must be a mapping of keys to values")
     source = Source(path, root)
+    _resolve_paths(raw, base)  # the file's own paths, before overrides replace any
     problems = []
     for item in overrides.items() if isinstance(overrides, Mapping) else overrides:
         try:
             key, dotted, value, label = _override(item)
             apply_override(raw, dotted, value, label)
+            source.overrides.pop(key, None)  # kept in the order last applied
             source.overrides[key] = label
         except ConfigError as exc:
             problems += exc.problems
     if problems:
         raise ConfigError(problems)
 
-    _resolve_paths(raw, base)
+    if source.overrides:
+        _resolve_paths(raw, Path.cwd())  # paths the overrides gave, as typed in this folder
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
@@ -715,6 +806,8 @@ def source_of(config: Config) -> Source:
 
 
 def _resolve_paths(raw: dict, base: Path) -> None:
+    """Make the data paths absolute (those already so stay as they are), so the resolved
+    config a run saves finds the same files from any folder."""
     data = raw.get("data")
     if not isinstance(data, dict):
         return
@@ -758,15 +851,17 @@ def check_structure(config: Config) -> list[str]:
         if need and last.activation != need:
             problems.append(source.problem(
                 f"model.layers.{last_index}.activation",
-                f"loss {config.loss} needs a {need} output layer (got {last.activation})"))
+                f"loss {config.loss} needs a {need} output layer (got {last.activation})",
+                because=["loss"]))
         if config.task == "regression" and last.activation == "softmax":
             problems.append(source.problem(
                 f"model.layers.{last_index}.activation",
-                f"softmax outputs sum to 1, which does not suit the regression loss {config.loss}"))
+                f"softmax outputs sum to 1, which does not suit the regression loss {config.loss}",
+                because=["loss"]))
     if config.data.scale_target != "none" and config.task != "regression":
         problems.append(source.problem(
             "data.scale_target", f"scales regression targets (mae, mse), not the targets of "
-            f"{config.loss}"))
+            f"{config.loss}", because=["loss"]))
     for i, layer in enumerate(layers):
         if isinstance(layer, DenseSpec) and layer.activation == "softmax" and i != last_index:
             problems.append(source.problem(
@@ -779,15 +874,17 @@ def check_structure(config: Config) -> list[str]:
             if not sequence:
                 problems.append(source.problem(
                     f"model.layers.{i}", "an rnn layer needs sequence input: set data.sequence"
-                    + ("" if i == 0 else " and put rnn layers first")))
+                    + ("" if i == 0 else " and put rnn layers first"), because=["data.sequence"]))
                 break
             sequence = layer.return_sequences
         elif isinstance(layer, DenseSpec) and sequence:
-            where = "data.sequence is set" if i == 0 or not any(
-                isinstance(l, RNNSpec) for l in layers[:i]) else \
+            rnns = [j for j in range(i) if isinstance(layers[j], RNNSpec)]
+            where = "data.sequence is set" if not rnns else \
                 "the rnn layer before it has return_sequences: true"
+            cause = f"model.layers.{rnns[-1]}.return_sequences" if rnns else "data.sequence"
             problems.append(source.problem(
-                f"model.layers.{i}", f"a dense layer needs flat input, but {where}"))
+                f"model.layers.{i}", f"a dense layer needs flat input, but {where}",
+                because=[cause]))
             break
 
     known = {f"{split}_{m}" for split in ("train", "val")

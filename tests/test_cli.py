@@ -656,3 +656,82 @@ def test_console_script_errors_have_no_traceback(tmp_path):
     assert not (tmp_path / "runs").exists()
     help_ = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
     assert help_.returncode == 0 and "train" in help_.stdout and "predict" in help_.stdout
+
+
+# ---- --set: messages that name what was typed, paths from the current folder --------------
+
+def nnctl_process(*args, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nnctl.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=120, env=subprocess_env(),
+                          cwd=cwd)
+
+
+@pytest.mark.parametrize("assignment,message", [
+    ("model.layers.0.dropout=0.1",
+     "unknown key; model.layers.0 (type: dense) has no 'dropout', its keys are units, "
+     "activation, init, l1, l2; for dropout, add a layer {type: dropout, rate: 0.1}"),
+    ("optimizer.momentum=0.9",
+     "unknown key; optimizer (type: adam) has no 'momentum', its keys are lr, beta1, beta2, eps; "
+     "optimizer type sgd has 'momentum': {type: sgd, momentum: 0.9}; momentum is an optimizer "
+     "type of its own (keys: lr, beta)"),
+    ("optimizer.lrr=0.1", "unknown key; did you mean 'lr'?"),
+    ("model.layers.1.units=4",
+     "unknown key; model.layers.1 (type: dropout) has no 'units', its keys are rate; layer types "
+     "dense and rnn have 'units': {type: dense, units: 4}"),
+    # the file holds optimizer.lr on a line of its own: the --set is blamed, not that line
+    ("optimizer.lr=-1", "must be greater than 0 (got -1)"),
+])
+def test_set_errors_name_the_set_the_key_and_a_fix(tmp_path, assignment, message):
+    config = make_problem(tmp_path)
+    proc = nnctl_process("train", config, "--runs-dir", tmp_path / "runs", "--quiet",
+                         "--set", assignment, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [f"error: --set {assignment}: {message}"]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_set_paths_and_command_line_paths_are_relative_to_the_current_folder(tmp_path):
+    from cli_helpers import CLASS_HEADER, classification_rows
+
+    project = tmp_path / "project"
+    config = make_problem(project)  # its data.csv, beside it, is named relative to the file
+    # decoys beside the config under the names given below: reading one fails the run
+    for name in ("train.csv", "held/val.csv", "held/test.csv"):
+        write_csv(project / name, ["a", "b"], [[1, 2]])
+    work = tmp_path / "work"
+    write_csv(work / "train.csv", CLASS_HEADER, classification_rows(90, seed=1))
+    write_csv(work / "held" / "val.csv", CLASS_HEADER, classification_rows(30, seed=2))
+    write_csv(work / "held" / "test.csv", CLASS_HEADER, classification_rows(30, seed=3))
+    proc = nnctl_process("train", config, "--runs-dir", "runs", "--quiet",
+                         "--set", "data.train=train.csv", "--set", "data.validation=held/val.csv",
+                         "--set", "data.test=held/test.csv", "--set", "training.epochs=2",
+                         cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    run_dir = work / proc.stdout.splitlines()[0]
+    assert run_dir.parent == work / "runs"
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())["data"]
+    assert saved["train"] == str((work / "train.csv").resolve())
+    assert saved["validation"] == str((work / "held" / "val.csv").resolve())
+    assert saved["test"] == str((work / "held" / "test.csv").resolve())
+    assert summary(run_dir)["test"]["loss"] > 0
+    # the saved config reruns from anywhere on the same files, to the same weights
+    again = nnctl_process("train", run_dir / "config.yaml", "--runs-dir", tmp_path / "runs2",
+                          "--quiet", cwd=project)
+    assert again.returncode == 0, again.stderr
+    first, second = weights(run_dir), weights(Path(again.stdout.splitlines()[0]))
+    assert first.keys() == second.keys() and all(np.array_equal(first[k], second[k])
+                                                 for k in first)
+    # paths that are command-line arguments are read from the current folder too
+    relative_run = run_dir.relative_to(work)
+    evaluated = nnctl_process("eval", relative_run, "held/test.csv", "--json", cwd=work)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout.splitlines()[-1])["rows"] == 30
+    started = nnctl_process("train", config, "--runs-dir", "runs", "--quiet",
+                            "--set", "training.epochs=1",
+                            "--init-weights", relative_run / "checkpoints" / "best.npz",
+                            cwd=work)
+    assert started.returncode == 0, started.stderr
+    resumed = nnctl_process("train", "--resume", relative_run, "--quiet", cwd=work)
+    assert resumed.returncode == 0, resumed.stderr
+    assert work / resumed.stdout.splitlines()[0] == run_dir  # printed as given: runs/...

@@ -334,3 +334,145 @@ def test_structural_problems_are_listed_together(folder):
         f"{path}:20 training.early_stopping.monitor: unknown metric 'val_r2'; expected one of: "
         "train_accuracy, train_loss, val_accuracy, val_auc, val_f1, val_loss",
     ])
+
+
+# ---- unknown keys: which key, what the mapping has, where it belongs -----------------------
+
+def test_unknown_key_lists_the_keys_there_are(folder):
+    path = config_file(folder, edited(l10="    - {type: dense, units: 8, dropout: 0.2}"))
+    assert validate_errors(path) == [
+        f"{path}:10 model.layers.0.dropout: unknown key; model.layers.0 (type: dense) has no "
+        "'dropout', its keys are units, activation, init, l1, l2; for dropout, add a layer "
+        "{type: dropout, rate: 0.2}"]
+    path = config_file(folder, edited(l19="  batch_size: 16\n  stop_after: 3"))
+    assert validate_errors(path) == [
+        f"{path}:20 training.stop_after: unknown key; training has no 'stop_after', its keys are "
+        "epochs, batch_size, shuffle, clip_norm, clip_value, early_stopping, lr_schedule, "
+        "checkpoint, class_weight"]
+    path = config_file(folder, "epoch_count: 3\n" + BASE)
+    assert validate_errors(path) == [
+        f"{path}:1 epoch_count: unknown key; the config has no 'epoch_count', its keys are name, "
+        "seed, dtype, data, model, loss, optimizer, training"]
+
+
+def test_a_key_named_like_a_type_is_still_named(folder):
+    # 'momentum' is an optimizer type and 'dropout' a layer type: neither may vanish from
+    # the message as if it were the union's tag
+    path = config_file(folder, edited(l16="  lr: 0.01\n  momentum: 0.9"))
+    assert validate_errors(path) == [
+        f"{path}:17 optimizer.momentum: unknown key; optimizer (type: adam) has no 'momentum', "
+        "its keys are lr, beta1, beta2, eps; optimizer type sgd has 'momentum': "
+        "{type: sgd, momentum: 0.9}; momentum is an optimizer type of its own (keys: lr, beta)"]
+    path = config_file(folder, edited(l11="    - {type: dropout, rate: 0.2, rnn: 4}"))
+    assert validate_errors(path) == [
+        f"{path}:11 model.layers.1.rnn: unknown key; model.layers.1 (type: dropout) has no 'rnn', "
+        "its keys are rate; for rnn, add a layer {type: rnn, units: 4}"]
+
+
+def test_unknown_key_names_the_other_types_that_have_it(folder):
+    path = config_file(folder, edited(l16="  lr: 0.01\n  rho: 0.95"))
+    assert validate_errors(path) == [
+        f"{path}:17 optimizer.rho: unknown key; optimizer (type: adam) has no 'rho', its keys "
+        "are lr, beta1, beta2, eps; optimizer types adadelta and rmsprop have 'rho': "
+        "{type: adadelta, rho: 0.95}"]
+    # a close key first, the other type after; beta1 before beta2 (the order of the schema)
+    path = config_file(folder, edited(l16="  lr: 0.01\n  beta: 0.8"))
+    assert validate_errors(path) == [
+        f"{path}:17 optimizer.beta: unknown key; did you mean 'beta1'? (optimizer type momentum "
+        "has 'beta': {type: momentum, beta: 0.8})"]
+    path = config_file(folder, BASE + "  lr_schedule: {type: cosine, gamma: 0.5}\n")
+    assert validate_errors(path) == [
+        f"{path}:20 training.lr_schedule.gamma: unknown key; training.lr_schedule (type: cosine) "
+        "has no 'gamma', its keys are min_lr; schedule types step and exponential have 'gamma': "
+        "{type: step, step_size: ..., gamma: 0.5}"]
+
+
+# ---- blame: the --set that caused a problem, the file's line for the file's own values ---------
+
+def test_a_problem_the_set_caused_in_a_value_of_the_file_names_the_set_first(folder):
+    path = config_file(folder, BASE)
+    assert validate_errors(path, extra=["--set", "loss=mse"]) == [
+        f"--set loss=mse: {path}:12 model.layers.2.activation: softmax outputs sum to 1, which "
+        "does not suit the regression loss mse"]
+    assert validate_errors(path, extra=["--set", "model.layers.0.type=rnn"]) == [
+        f"--set model.layers.0.type=rnn: {path}:10 model.layers.0: an rnn layer needs sequence "
+        "input: set data.sequence"]
+    # a type changed by --set leaves the file's keys of the old type behind
+    path = config_file(folder, edited(l16="  lr: 0.01\n  beta1: 0.8"))
+    assert validate_errors(path, extra=["--set", "optimizer.type=sgd"]) == [
+        f"--set optimizer.type=sgd: {path}:17 optimizer.beta1: unknown key; optimizer (type: sgd) "
+        "has no 'beta1', its keys are lr, momentum, nesterov; optimizer type adam has 'beta1': "
+        "{type: adam, beta1: 0.8}"]
+
+
+def test_the_value_a_set_gave_is_blamed_on_the_last_set_that_gave_it(folder):
+    path = config_file(folder, BASE)
+    assert validate_errors(path, extra=["--set", "optimizer={type: adam, lr: 0.1}",
+                                        "--set", "optimizer.lr=-1"]) == [
+        "--set optimizer.lr=-1: must be greater than 0 (got -1)"]
+    assert validate_errors(path, extra=["--set", "optimizer.lr=-1",
+                                        "--set", "optimizer={type: adam, lr: -2}"]) == [
+        "--set optimizer={type: adam, lr: -2}: optimizer.lr: must be greater than 0 (got -2)"]
+
+
+def test_problems_in_the_file_keep_its_line_beside_unrelated_sets(folder):
+    path = config_file(folder, edited(l16="  lr: -1", l18="  epochs: 0"))
+    assert validate_errors(path, extra=["--set", "training.epochs=2",
+                                        "--set", "optimizer.eps=1e-7"]) == [
+        f"{path}:16 optimizer.lr: must be greater than 0 (got -1)"]
+
+
+def test_sweep_parameters_are_named_by_the_sweep_files_line(folder):
+    config_file(folder, BASE)
+    sweep = config_file(folder, "config: x.yaml\nmethod: grid\nmetric: val_loss\nparameters:\n"
+                                "  optimizer.lr: [0.1]\n  optimizer.momentum: [0.9]\n",
+                        "sweep.yaml")
+    lines = assert_user_error(invoke("sweep", sweep, "--runs-dir", folder / "runs"))
+    assert lines == [
+        f"error: {sweep}:6 parameters.optimizer.momentum: unknown key; optimizer (type: adam) "
+        "has no 'momentum', its keys are lr, beta1, beta2, eps; optimizer type sgd has "
+        "'momentum': {type: sgd, momentum: 0.9}; momentum is an optimizer type of its own "
+        "(keys: lr, beta)"]
+    assert not (folder / "runs").exists()
+
+
+# ---- paths: written in the file -> the file's folder; given by --set -> the current folder ----
+
+def test_set_paths_resolve_against_the_current_folder_file_paths_against_the_file(
+        folder, tmp_path_factory, monkeypatch):
+    config = config_file(folder / "configs", edited(l4="  train: ../data.csv"))
+    cwd = tmp_path_factory.mktemp("cwd")
+    write_csv(cwd / "held" / "val.csv", CLASS_HEADER, classification_rows(30, seed=1))
+    write_csv(cwd / "test.csv", CLASS_HEADER, classification_rows(30, seed=2))
+    monkeypatch.chdir(cwd)
+    result = invoke("validate", config, "--set", "data.validation=held/val.csv",
+                    "--set", "data.test=test.csv")
+    assert result.exit_code == 0, result.stderr
+    data = yaml.safe_load(result.stdout)["data"]
+    assert data["train"] == str((folder / "data.csv").resolve())  # the file's path: its folder
+    assert data["validation"] == str((cwd / "held" / "val.csv").resolve())
+    assert data["test"] == str((cwd / "test.csv").resolve())
+    # a mapping given by --set is typed here too
+    result = invoke("validate", config, "--set", "data={train: held/val.csv, target: label}")
+    assert result.exit_code == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["data"]["train"] == str((cwd / "held/val.csv").resolve())
+    # fractions are not paths
+    result = invoke("validate", config, "--set", "data.validation=0.3")
+    assert yaml.safe_load(result.stdout)["data"]["validation"] == 0.3
+
+
+def test_python_overrides_paths_resolve_against_the_current_folder(folder, tmp_path_factory,
+                                                                   monkeypatch):
+    import nnctl
+
+    config = config_file(folder / "configs", edited(l4="  train: ../data.csv"))
+    cwd = tmp_path_factory.mktemp("cwd")
+    write_csv(cwd / "other.csv", CLASS_HEADER, classification_rows(45, seed=3))
+    # a decoy beside the config, which the old rule would have read: not a CSV of this task
+    write_text(folder / "configs" / "other.csv", "a,b\n1,2\n")
+    monkeypatch.chdir(cwd)
+    run = nnctl.train(config, overrides={"data.train": "other.csv", "training.epochs": 1},
+                      runs_dir=cwd / "runs")
+    assert run.config.data.train == str((cwd / "other.csv").resolve())
+    saved = yaml.safe_load((Path(run.path) / "config.yaml").read_text())
+    assert saved["data"]["train"] == str((cwd / "other.csv").resolve())
