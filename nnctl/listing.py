@@ -345,11 +345,21 @@ def _layout(columns: list[Column], width: int) -> Optional[tuple[list[str], list
               for c, h, w in zip(columns, headers, widths)]
     if sum(floors) + gaps > width:
         return None
-    for _ in range(sum(widths) + gaps - width):
-        widest = max((i for i in range(len(columns)) if widths[i] > floors[i]),
-                     key=lambda i: widths[i])
-        widths[widest] -= 1
-    return headers, widths
+
+    def capped(cap: int) -> list[int]:
+        return [max(f, min(w, cap)) for f, w in zip(floors, widths)]
+
+    low, high = 0, max(widths)  # the widest cap on the widths that fits, by bisection
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if sum(capped(middle)) + gaps <= width else (low, middle - 1)
+    fitted = capped(low)
+    spare = width - gaps - sum(fitted)
+    for i in range(len(fitted)):  # what the cap leaves over, one character each
+        if spare > 0 and fitted[i] < widths[i]:
+            fitted[i] += 1
+            spare -= 1
+    return headers, fitted
 
 
 def unique_tails(names: list[str], width: int) -> list[str]:
@@ -547,15 +557,16 @@ def render(rows: list[RunRow], fmt: str, columns: Optional[list[str]] = None,
 def run_table(rows: list[RunRow], chosen: Optional[list[str]], width: Optional[int],
               keep: list[str]) -> str:
     """`runs list`'s table. Left out first where it does not fit: wall time, the parameters
-    (last first), the metrics after val_loss and the main one, best epoch and epochs; never
-    the run column. A closing line names what was left out."""
+    (last first), the metrics after val_loss and the main one, best epoch, epochs, the main
+    metric, status, val_loss (the sort column last of all); never the run column. A closing
+    line names what was left out."""
     metrics = metric_columns(rows)
     params = list(rows[0].params) if rows else []
     if chosen is None:
         main = ([m for m in metrics if m.startswith("val_")] or metrics)[:2]
         chosen = ["run", "status", "epochs", "best_epoch"] + metrics + ["wall_seconds"] + params
         drop = (["wall_seconds"] + params[::-1] + [m for m in metrics if m not in main][::-1]
-                + ["best_epoch", "epochs"] + main[::-1] + ["status"])
+                + ["best_epoch", "epochs"] + main[1:] + ["status"] + main[:1])
     else:
         drop = [name for name in chosen[::-1] if name != "run"]
     drop = [name for name in drop if name not in keep] + [n for n in keep if n != "run"]
