@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from typer.testing import CliRunner
 
 from nnctl import api
@@ -167,7 +168,14 @@ def test_several_runs_overlaid(runs, tmp_path):
     figure = runs_figure(iris)
     key, below = figure.legends
     assert legend_texts(below) == ["lr=0.05", "lr=0.01", "lr=0.002"]
-    assert below._loc == 8  # lower center, outside the axes: it covers no curve
+    # Laid out, the legend of runs sits below every panel (tick labels included) and the key
+    # of line styles above them (titles included): neither covers a curve.
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    boxes = [ax.get_tightbbox(renderer) for ax in figure.axes]
+    assert below.get_window_extent(renderer).y1 <= min(box.y0 for box in boxes) + 1
+    assert key.get_window_extent(renderer).y0 >= max(box.y1 for box in boxes) - 1
     assert figure.get_suptitle() == "3 runs of iris"
     for ax in figure.axes:
         assert ax.get_legend() is None
