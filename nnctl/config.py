@@ -196,6 +196,9 @@ class CheckpointSpec(Strict):
     monitor: Optional[str] = None
     mode: Mode = "auto"
     keep_last: int = Field(3, ge=0)
+    # Checkpoints are written when this much training time has passed since the last save
+    # (and when training stops); 0 = every epoch. As Lightning's train_time_interval.
+    every_seconds: float = Field(10.0, ge=0)
 
 
 class TrainingSpec(Strict):

@@ -18,6 +18,7 @@ import secrets
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -83,14 +84,43 @@ def rng_state_from(array: np.ndarray) -> dict:
 RNG_KEYS = ("epoch_rng", "shuffle_rng", "dropout_rng")
 
 
-class RunRecorder:
-    """One run directory, written as training goes (it is the trainer's callback)."""
+@dataclass
+class Snapshot:
+    """A trainer's complete state at one moment (arrays copied), ready to be written as a
+    checkpoint later: training goes on meanwhile without changing it."""
 
-    def __init__(self, path: Path, preprocessing: dict, keep_last: int = 3):
+    arrays: dict[str, np.ndarray]
+    meta: dict
+
+    @property
+    def epoch(self) -> int:
+        return self.meta["epoch"]
+
+
+class RunRecorder:
+    """One run directory, written as training goes (it is the trainer's callback).
+
+    Each epoch appends its row to metrics.csv and its line to train.log (flushed, not
+    fsynced) and keeps the trainer's state in memory. Checkpoints are written when
+    `every_seconds` of training have passed since the previous save (0: every epoch), and
+    when the run stops (`flush`): the newest epoch's state as `last` (and `epoch-N`), the
+    best epoch's as `best`, early stopping's best epoch (restore_best) as `epoch-N` while
+    it may still be restored. `best` and that `epoch-N` are always on disk before the `last`
+    that names them, so a kill -9 at any moment leaves a `last` whose best epochs are
+    found; what came after it is replayed exactly by a resume."""
+
+    def __init__(self, path: Path, preprocessing: dict, keep_last: int = 3,
+                 every_seconds: float = 0.0):
         self.path = Path(path)
         self.checkpoints = self.path / CHECKPOINTS
         self.preprocessing = preprocessing
         self.keep_last = keep_last
+        self.every_seconds = every_seconds
+        self.saved_at = time.monotonic()
+        self.latest: Optional[Snapshot] = None  # the newest epoch end not yet written
+        self.best: Optional[Snapshot] = None    # the best epoch, when not yet written
+        self.early: Optional[Snapshot] = None   # early stopping's best, when not yet written
+        self.wrote_best = False
 
     # ---- text files --------------------------------------------------------------------
 
@@ -105,22 +135,54 @@ class RunRecorder:
             raise UserError(f"{self.path / 'train.log'}: cannot write ({exc.strerror})") from None
 
     def write_metrics(self, history: list[dict]) -> None:
-        """Rewrite metrics.csv from the whole history (small), atomically."""
-        buffer = io.StringIO()
-        if history:
-            writer = csv.DictWriter(buffer, fieldnames=list(history[0]), lineterminator="\n")
-            writer.writeheader()
-            writer.writerows({k: _cell(v) for k, v in row.items()} for row in history)
-        atomic_write(self.path / "metrics.csv", lambda f: f.write(buffer.getvalue().encode()))
+        """Rewrite metrics.csv from the whole history, atomically."""
+        text = _metrics_text(history, header=True) if history else ""
+        atomic_write(self.path / "metrics.csv", lambda f: f.write(text.encode()))
+
+    def append_metrics(self, row: dict) -> None:
+        """Append one epoch's row to metrics.csv in one write (the header first, into an
+        empty file). Flushed, not fsynced: a kill -9 keeps it; the fsync before each
+        checkpoint (`sync_metrics`) makes it as durable as the checkpoint that follows."""
+        path = self.path / "metrics.csv"
+        try:
+            with open(path, "ab") as f:
+                f.write(_metrics_text([row], header=f.tell() == 0).encode())
+        except OSError as exc:
+            raise UserError(f"{path}: cannot write ({exc.strerror})") from None
+
+    def sync_metrics(self) -> None:
+        path = self.path / "metrics.csv"
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise UserError(f"{path}: cannot sync ({exc.strerror})") from None
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            raise UserError(f"{path}: cannot sync ({exc.strerror})") from None
+        finally:
+            os.close(fd)
+
+    def cut_metrics(self, epoch: int) -> list[dict]:
+        """metrics.csv as a checkpoint of `epoch` knows it: rows after that epoch (appended
+        by a process that died before its next save) and a line cut short are removed, so
+        that the resumed epochs are not recorded twice. Returns the rows kept."""
+        path = self.path / "metrics.csv"
+        if not os.path.lexists(path):
+            return []
+        rows = [row for row in read_metrics(self.path, whole_lines=True) if row["epoch"] <= epoch]
+        self.write_metrics(rows)
+        return rows
 
     def write_summary(self, summary: dict) -> None:
         write_summary(self.path, summary)
 
     # ---- checkpoints -------------------------------------------------------------------
 
-    def save(self, trainer, stems: list[str]) -> None:
-        """Save the trainer's complete state under the first stem, then hard-link it to the
-        others (no second copy of the data; each link replaces its target atomically)."""
+    def snapshot(self, trainer) -> Snapshot:
+        """The trainer's complete state, copied."""
         state = trainer.state_dict()
         arrays = dict(trainer.model.state_dict())
         arrays.update({f"optimizer.{k}": v for k, v in trainer.optimizer.state_dict().items()})
@@ -133,30 +195,98 @@ class RunRecorder:
             "metrics": trainer.last_row,
             "trainer": state,
         })
+        return Snapshot(arrays, meta)
+
+    def write(self, snapshot: Snapshot, stems: list[str]) -> None:
+        """Write a snapshot under the first stem, then hard-link it to the others (no second
+        copy of the data; each link replaces its target atomically)."""
         first, *others = stems
-        save_checkpoint(self.checkpoints, first, arrays, meta)
+        save_checkpoint(self.checkpoints, first, snapshot.arrays, snapshot.meta)
         for stem in others:
             link_checkpoint(self.checkpoints, first, stem)
 
-    def epoch_end(self, trainer, row: dict, is_best: bool) -> None:
-        self.write_metrics(trainer.history)
-        self.log(format_row(row))
-        epoch_stem = f"epoch-{trainer.epoch}"
-        stems = ([epoch_stem] if self.keep_last else []) + ["last"] + (["best"] if is_best else [])
-        self.save(trainer, stems)
-        self.prune()
+    def save(self, trainer, stems: list[str]) -> None:
+        """Write the trainer's state now under `stems`."""
+        self.write(self.snapshot(trainer), stems)
 
-    def prune(self) -> None:
-        """Keep the `keep_last` newest epoch checkpoints (by number, 9 < 10 < 100). `last`
-        and `best` are hard links of their own, so pruning never removes what they hold."""
+    def epoch_end(self, trainer, row: dict, is_best: bool) -> None:
+        self.append_metrics(row)
+        self.log(format_row(row))
+        state = self.snapshot(trainer)
+        self.latest = state
+        if is_best:
+            self.best = state
+        early = trainer.early_stopping
+        if early is not None and early.restore_best and early.best_epoch == trainer.epoch:
+            self.early = state
+        if time.monotonic() - self.saved_at >= self.every_seconds:
+            self.flush(trainer)
+
+    def flush(self, trainer, final: bool = False, mid_epoch: bool = False) -> None:
+        """Write every state not on disk yet: early stopping's best epoch (unless training
+        is `final`ly over), the best epoch, then the newest epoch end as `last` (with
+        `mid_epoch`, the trainer stopped by a signal is `last` itself). Then prune.
+
+        The order is what makes a kill -9 harmless: `last` is written after the best epoch
+        and early stopping's best epoch it records are on disk."""
+        current = self.snapshot(trainer) if mid_epoch else None
+        plan: dict[int, tuple[Snapshot, list[str]]] = {}
+
+        def add(snapshot: Snapshot, stem: str) -> None:
+            stems = plan.setdefault(id(snapshot), (snapshot, []))[1]
+            if stem not in stems:
+                stems.append(stem)
+
+        if self.early is not None and not final:
+            add(self.early, f"epoch-{self.early.epoch}")
+        if self.best is not None:
+            add(self.best, "best")
+        if self.latest is not None and self.keep_last:
+            add(self.latest, f"epoch-{self.latest.epoch}")
+        if current is not None:
+            add(current, "last")
+        elif self.latest is not None:
+            add(self.latest, "last")
+        self.sync_metrics()  # metrics.csv holds every epoch a checkpoint holds, on any crash
+        for snapshot, stems in sorted(plan.values(), key=lambda item: "last" in item[1]):
+            stems.sort(key=_stem_order)
+            self.write(snapshot, stems)
+            if "best" in stems:
+                self.wrote_best = True
+        self.latest = self.best = self.early = None
+        self.saved_at = time.monotonic()
+        early = trainer.early_stopping
+        keep = early.best_epoch if early is not None and early.restore_best and not final else None
+        self.prune(keep)
+
+    def prune(self, keep: Optional[int] = None) -> None:
+        """Keep the `keep_last` newest epoch checkpoints (by number, 9 < 10 < 100), and epoch
+        `keep` (early stopping's best, which a resume may need to restore). `last` and
+        `best` are hard links of their own, so pruning never removes what they hold."""
         numbered = sorted(epoch_checkpoints(self.checkpoints))
-        for _, stem in numbered[:max(len(numbered) - self.keep_last, 0)]:
+        for number, stem in numbered[:max(len(numbered) - self.keep_last, 0)]:
+            if number == keep:
+                continue
             for ext in (".json", ".npz"):
                 try:
                     (self.checkpoints / f"{stem}{ext}").unlink(missing_ok=True)
                 except OSError as exc:
                     raise UserError(f"{self.checkpoints / (stem + ext)}: cannot remove "
                                     f"({exc.strerror})") from None
+
+
+def _stem_order(stem: str) -> int:
+    """Numbered checkpoints first, then best, then last."""
+    return {"best": 1, "last": 2}.get(stem, 0)
+
+
+def _metrics_text(rows: list[dict], header: bool) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if header:
+        writer.writerow(list(rows[0]))
+    writer.writerows([_cell(v) for v in row.values()] for row in rows)
+    return buffer.getvalue()
 
 
 def link_checkpoint(folder: Path, source: str, target: str) -> None:
@@ -342,24 +472,28 @@ def _shown(value: Any, width: int = 40) -> str:
 METRICS_LINE_LIMIT = 1024 * 1024  # bytes; a line of metrics.csv is about 100
 
 
-def read_metrics(run_path: Path) -> list[dict]:
+def read_metrics(run_path: Path, whole_lines: bool = False) -> list[dict]:
     """metrics.csv, one dict per epoch: `epoch` an int, every other column a float. [] when
     there is no metrics.csv yet (the run has not finished an epoch). A file nnctl did not write
     (a FIFO or a device, text that is not UTF-8 or CSV, a row whose length is not the
-    header's, a cell that is not a number) is a UserError naming the file and the line."""
+    header's, a cell that is not a number) is a UserError naming the file and the line.
+
+    `whole_lines`: a last line without its newline is left out (a row being appended, or
+    cut short by a crash), as a reader of a running or killed run's file wants."""
     path = Path(run_path) / "metrics.csv"
     if not os.path.lexists(path):
         return []
     with open_regular(path) as f:
-        return _parse_metrics(path, f)
+        return _parse_metrics(path, f, whole_lines)
 
 
-def _metric_lines(path: Path, f):
+def _metric_lines(path: Path, f, whole_lines: bool = False):
     """The lines of a binary file as text, each at most METRICS_LINE_LIMIT bytes."""
     number = 0
     while True:
         raw = f.readline(METRICS_LINE_LIMIT + 1)
-        if not raw:
+        if not raw or (whole_lines and not raw.endswith(b"\n")
+                       and len(raw) <= METRICS_LINE_LIMIT):
             return
         number += 1
         if len(raw) > METRICS_LINE_LIMIT:
@@ -373,8 +507,8 @@ def _metric_lines(path: Path, f):
         yield text.removeprefix("\ufeff") if number == 1 else text
 
 
-def _parse_metrics(path: Path, f) -> list[dict]:
-    reader = csv.reader(_metric_lines(path, f), strict=True)
+def _parse_metrics(path: Path, f, whole_lines: bool = False) -> list[dict]:
+    reader = csv.reader(_metric_lines(path, f, whole_lines), strict=True)
     problems: list[str] = []
     more = 0
     rows: list[dict] = []

@@ -181,8 +181,9 @@ def test_remove_temp_files_removes_only_temporary_files(tmp_path):
 
 @pytest.mark.parametrize("keep_last, kept", [(3, [10, 11, 12]), (1, [12]), (0, [])])
 def test_keep_last_keeps_the_newest_epochs_by_number(tmp_path, keep_last, kept):
+    """Saved every epoch (every_seconds: 0), the newest keep_last epochs remain."""
     config = dropout_config(tmp_path, epochs=12, batch_size=96,
-                            checkpoint={"keep_last": keep_last})
+                            checkpoint={"keep_last": keep_last, "every_seconds": 0})
     assert train(config, tmp_path / "runs").exit_code == 0
     folder = only_run(tmp_path / "runs") / "checkpoints"
     names = sorted(p.name for p in folder.iterdir())
@@ -198,19 +199,22 @@ def test_keep_last_keeps_the_newest_epochs_by_number(tmp_path, keep_last, kept):
 # ---- disk faults during training ----------------------------------------------------------------
 
 def inject_write_failure(monkeypatch, target: str, occurrence: int, error=ENOSPC):
-    """Make the `occurrence`-th atomic write of a file named `target` fail inside write()."""
+    """Make the `occurrence`-th write of a file named `target` fail inside write(): an atomic
+    write (through its temporary file), or an append (metrics.csv)."""
     real_open = open
     seen = []
 
     def fake_open(path, mode="r", *args, **kwargs):
         f = real_open(path, mode, *args, **kwargs)
-        if Path(path).name.startswith(f".{target}.tmp-"):
+        name = Path(path).name
+        if name.startswith(f".{target}.tmp-") or (name == target and "a" in mode):
             seen.append(path)
             if len(seen) == occurrence:
                 return FailingFile(f, error, lambda data: 7)
         return f
 
     monkeypatch.setattr(nnctl.checkpoint, "open", fake_open, raising=False)
+    monkeypatch.setattr(nnctl.runs, "open", fake_open, raising=False)
     return seen
 
 
@@ -219,7 +223,8 @@ def inject_write_failure(monkeypatch, target: str, occurrence: int, error=ENOSPC
 ])
 def test_disk_full_during_training_exits_2_and_keeps_the_previous_checkpoint(
         tmp_path, monkeypatch, target, occurrence):
-    config = dropout_config(tmp_path, epochs=5, batch_size=96)
+    config = dropout_config(tmp_path, epochs=5, batch_size=96,
+                            checkpoint={"keep_last": 3, "every_seconds": 0})
     seen = inject_write_failure(monkeypatch, target, occurrence)
     result = train(config, tmp_path / "runs")
     monkeypatch.undo()
@@ -244,7 +249,8 @@ def test_disk_full_during_training_exits_2_and_keeps_the_previous_checkpoint(
 
 def test_disk_full_on_the_last_link_keeps_the_previous_last(tmp_path, monkeypatch):
     """Replacing last.npz by the new epoch's checkpoint fails: the old last stays whole."""
-    config = dropout_config(tmp_path, epochs=5, batch_size=96)
+    config = dropout_config(tmp_path, epochs=5, batch_size=96,
+                            checkpoint={"keep_last": 3, "every_seconds": 0})
     real_replace = os.replace
     count = []
 
@@ -335,7 +341,7 @@ def _fail_prune_unlink(monkeypatch):
 @pytest.mark.parametrize("fault", [_fail_checkpoints_mkdir, _fail_link_fsync, _fail_prune_unlink],
                          ids=["checkpoints-mkdir", "link-fsync-dir", "prune-unlink"])
 def test_every_disk_error_is_a_clean_exit_2(tmp_path, monkeypatch, fault):
-    config = tiny_config(tmp_path, epochs=3, checkpoint={"keep_last": 1})
+    config = tiny_config(tmp_path, epochs=3, checkpoint={"keep_last": 1, "every_seconds": 0})
     fault(monkeypatch)
     result = train(config, tmp_path / "runs")
     monkeypatch.undo()
