@@ -202,7 +202,7 @@ def test_resume_of_a_run_without_checkpoint_starts_from_the_beginning(tmp_path, 
     config = dropout_config(tmp_path)
     reference = reference_run(config, tmp_path, monkeypatch)
 
-    def killed_before_first_epoch(session, run, started, previous_seconds):
+    def killed_before_first_epoch(session, run, started, previous_seconds, **options):
         raise SystemExit(137)
 
     monkeypatch.setattr(nnctl.api, "_fit", killed_before_first_epoch)
