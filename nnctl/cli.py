@@ -17,7 +17,7 @@ import typer
 app = typer.Typer(
     help="Train neural networks written from scratch in NumPy, from YAML config files.",
     no_args_is_help=True,
-    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -118,7 +118,7 @@ def train(
                         init_weights=init_weights, cache=cache)
     summary = run.summary
     typer.echo(str(run.path))
-    if summary.get("message"):
+    if summary.get("message") and quiet:  # without --quiet, the run's end block said it
         typer.echo(f"error: {summary['message']}", err=True)
     if json_:
         echo_json(summary)
@@ -263,10 +263,21 @@ def init(
 @app.command()
 @user_errors
 def validate(
-    config: Path = typer.Argument(..., help="The YAML config file."),
+    config: Optional[Path] = typer.Argument(None, help="The YAML config file."),
     set_: List[str] = typer.Option([], "--set", help=SET_HELP, metavar="KEY=VALUE"),
+    defaults: bool = typer.Option(False, "--defaults", help="Print every config key with its default, type and meaning instead (no CONFIG needed)."),
 ):
-    """Check CONFIG and print it resolved (defaults filled in, overrides applied)."""
+    """Check CONFIG and print it resolved (defaults filled in, overrides applied); with
+    --defaults, print every key nnctl reads."""
+    if defaults:
+        if config is not None or set_:
+            fail(["--defaults prints the schema's defaults; it takes no CONFIG or --set"])
+        from .reference import defaults_text
+
+        typer.echo(defaults_text(), nl=False)
+        return
+    if config is None:
+        fail(["missing CONFIG (or --defaults)"])
     from .config import load_config
 
     typer.echo(load_config(config, list(set_)).to_yaml(), nl=False)

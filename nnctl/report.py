@@ -114,16 +114,19 @@ def ending(summary: dict, patience: Optional[int], stopped_monitor: Optional[str
     lines = [head]
     best = summary.get("best")
     if best and summary.get("best_epoch"):
-        lines.append(f"best epoch {summary['best_epoch']} ({summary.get('monitor')}): "
-                     + metrics_text(best))
+        lines.append(_wrapped(f"best epoch {summary['best_epoch']} ({summary.get('monitor')}): "
+                              + metrics_text(best), width))
     test = summary.get("test")
     if test:
-        lines.append("test: " + metrics_text(test))
-    lines.append(f"run: {summary.get('run_dir')}")
-    # wrapped between metrics, so that a narrow terminal does not split a name from its value
-    return "\n".join(textwrap.fill(line, width, subsequent_indent="  ", break_long_words=False,
-                                   break_on_hyphens=False).replace("\u00a0", " ")
-                     for line in lines)
+        lines.append(_wrapped("test: " + metrics_text(test), width))
+    lines.append(f"run: {summary.get('run_dir')}")  # whole, to be copied
+    return "\n".join(lines)
+
+
+def _wrapped(line: str, width: int) -> str:
+    """Wrapped between metrics, never between a metric's name and its value."""
+    return textwrap.fill(line, width, subsequent_indent="  ", break_long_words=False,
+                         break_on_hyphens=False).replace("\u00a0", " ")
 
 
 def metrics_text(row: dict) -> str:

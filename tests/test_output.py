@@ -201,8 +201,8 @@ def test_bars_fit_the_terminal_and_keep_the_validation_metrics(tmp_path, columns
     assert re.search(r"val_loss \d\.\d+", last), last
     if columns >= 80:
         assert re.search(r"val_acc \d\.\d+", last), last
-    # the end block, wrapped between metrics, fits too
-    assert max(len(p) for p in pieces if not p.startswith("/")) <= columns
+    # the end block, wrapped between metrics, fits too (paths stay whole, to be copied)
+    assert max(len(p) for p in pieces if not p.startswith(("/", "run: "))) <= columns
 
 
 # ---- habits of command-line tools ----------------------------------------------------------------
@@ -241,3 +241,17 @@ def test_readme_reference_table_is_the_schema():
     readme = (ROOT / "README.md").read_text()
     assert markdown_table() in readme, \
         "README's config reference is stale: paste nnctl.reference.markdown_table()"
+
+
+def test_shell_completion_completes_commands_and_options():
+    """What bash's completion function asks the program (Typer's protocol)."""
+    def complete(words: str, index: int) -> list[str]:
+        script = Path(sys.executable).parent / "nnctl"  # installed beside this Python
+        result = subprocess.run([script], capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "_NNCTL_COMPLETE": "complete_bash",
+                                     "COMP_WORDS": words, "COMP_CWORD": str(index)})
+        return result.stdout.split()
+
+    assert complete("nnctl tr", 1) == ["train"]
+    assert complete("nnctl train --th", 2) == ["--threads"]
+    assert "--defaults" in complete("nnctl validate --", 2)
