@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import os
@@ -113,7 +112,7 @@ class RunRecorder:
                  every_seconds: float = 0.0):
         self.path = Path(path)
         self.checkpoints = self.path / CHECKPOINTS
-        self.preprocessing = preprocessing
+        self.preprocessing = finite_only(preprocessing)  # once, not at every epoch
         self.keep_last = keep_last
         self.every_seconds = every_seconds
         self.saved_at = time.monotonic()
@@ -188,13 +187,13 @@ class RunRecorder:
         arrays.update({f"optimizer.{k}": v for k, v in trainer.optimizer.state_dict().items()})
         for key in RNG_KEYS:
             arrays[f"rng.{key.removesuffix('_rng')}"] = rng_array(state.pop(key))
-        meta = finite_only({
+        meta = {
             "epoch": trainer.epoch, "step": trainer.step, "batch": trainer.batch,
             "dtype": str(trainer.model.dtype),
             "preprocessing": self.preprocessing,
-            "metrics": trainer.last_row,
-            "trainer": state,
-        })
+            "metrics": finite_only(trainer.last_row),
+            "trainer": finite_only(state),
+        }
         return Snapshot(arrays, meta)
 
     def write(self, snapshot: Snapshot, stems: list[str]) -> None:
@@ -281,12 +280,10 @@ def _stem_order(stem: str) -> int:
 
 
 def _metrics_text(rows: list[dict], header: bool) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    if header:
-        writer.writerow(list(rows[0]))
-    writer.writerows([_cell(v) for v in row.values()] for row in rows)
-    return buffer.getvalue()
+    """CSV lines of numbers under metric names (nothing a CSV writer would quote)."""
+    lines = [",".join(rows[0])] if header else []
+    lines += [",".join(str(_cell(v)) for v in row.values()) for row in rows]
+    return "\n".join(lines) + "\n"
 
 
 def link_checkpoint(folder: Path, source: str, target: str) -> None:
