@@ -57,14 +57,15 @@ def check_against_data(config: Config, prep: Preprocessing) -> None:
             wanted = f"the {len(prep.targets)} targets need {len(prep.targets)}"
         problems.append(source.problem(
             f"model.layers.{last_index}.units",
-            f"the last dense layer has {last.units} units but {wanted}"))
+            f"the last dense layer has {last.units} units but {wanted}",
+            because=["data.target", "data.train", "loss"]))
     sequence = config.data.sequence
     if sequence and sequence.steps * sequence.features != prep.width:
         problems.append(source.problem(
             "data.sequence",
             f"steps x features = {sequence.steps} x {sequence.features} = "
             f"{sequence.steps * sequence.features}, but there are {prep.width} "
-            f"feature columns"))
+            f"feature columns", because=["data.features", "data.train"]))
     weights = config.training.class_weight
     if weights is not None:
         if not prep.classes:

@@ -905,5 +905,5 @@ def check_structure(config: Config) -> list[str]:
                 else " (there is no validation data)"
             problems.append(source.problem(
                 dotted, f"unknown metric {monitor!r}{hint}; expected one of: "
-                + ", ".join(sorted(known))))
+                + ", ".join(sorted(known)), because=["data.validation", "loss"]))
     return problems

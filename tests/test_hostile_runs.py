@@ -105,10 +105,10 @@ CASES = {
                                  (":3: column 'val_loss' is not a number ('abc')",)),
     "metrics-short-row": Case("metrics.csv",
                               lambda run: edit_metrics(run, 4, lambda c: ",".join(c[:-1])),
-                              (":4: 6 cells, but the header has 7 columns",)),
+                              (":4: 8 cells, but the header has 9 columns",)),
     "metrics-extra-cell": Case("metrics.csv",
                                lambda run: edit_metrics(run, 2, lambda c: ",".join(c + ["0.5"])),
-                               (":2: 8 cells, but the header has 7 columns",)),
+                               (":2: 10 cells, but the header has 9 columns",)),
     **{f"{name.split('.')[0]}-{kind}": Case(name, special(name, kind),
                                             (f": is {'a FIFO' if kind == 'fifo' else 'a device'}, "
                                              "not a regular file",))

@@ -294,3 +294,29 @@ early_terminate: {type: hyperband, min_epochs: 3}
     rows = read_csv(next((tmp_path / "runs").iterdir()) / "sweep.csv")
     assert {r["status"] for r in rows} <= {"completed", "early_stopped", "pruned"}
     assert all(3 <= int(r["epochs"]) < 150 for r in rows if r["status"] == "pruned")
+
+
+def test_data_files_in_a_sweep_file_are_read_from_its_folder(tmp_path, monkeypatch):
+    """Like the paths in a config file, and unlike a `--set` typed in a shell: `data.train:
+    [a.csv]` in sweeps/grid.yaml means sweeps/a.csv, whichever folder the sweep runs from."""
+    import shutil
+
+    from cli_helpers import DATASETS
+
+    folder = tmp_path / "sweeps"
+    folder.mkdir()
+    write_sweep(folder, GRID.replace("model.layers.0.units: [4, 16]",
+                                     "data.train: [iris_a.csv, iris_b.csv]"))
+    for name in ("iris_a.csv", "iris_b.csv"):
+        shutil.copy(DATASETS / "iris.csv", folder / name)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    printed = CliRunner().invoke(app, ["sweep", str(folder / "grid.yaml"), "--print-commands"])
+    assert printed.exit_code == 0, printed.output
+    sets = [c.split("--set data.train=")[1].split()[0] for c in printed.stdout.splitlines()]
+    assert sorted(set(sets)) == [str(folder / "iris_a.csv"), str(folder / "iris_b.csv")]
+    result = nnctl("sweep", folder / "grid.yaml", "--runs-dir", "runs", cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+    rows = read_csv(next((elsewhere / "runs").iterdir()) / "sweep.csv")
+    assert {r["status"] for r in rows} == {"completed"} and len(rows) == 4

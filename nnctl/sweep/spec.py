@@ -224,6 +224,7 @@ def load_sweep(path: str | Path, config: Optional[Path] = None) -> Sweep:
                                              f"and {spec.metric} is measured only at the end; "
                                              "use a train_ or val_ metric"))
 
+    _resolve_data_paths(spec, path.parent)
     config_path = config or Path(os.path.normpath(path.parent / spec.config))
     try:
         base = load_config(config_path)
@@ -242,6 +243,16 @@ def load_sweep(path: str | Path, config: Optional[Path] = None) -> Sweep:
         raise ConfigError(problems)
     name = spec.name or safe_name(path.stem)
     return Sweep(path, name, config_path, spec, generate_trials(spec))
+
+
+def _resolve_data_paths(spec: SweepSpec, folder: Path) -> None:
+    """Data files named in the sweep file are read from its folder, as a config file's are;
+    each trial gets them as absolute paths (its `--set` would read them from where it runs)."""
+    for key in ("data.train", "data.validation", "data.test"):
+        values = spec.parameters.get(key)
+        if isinstance(values, list):
+            spec.parameters[key] = [str((folder / v).resolve()) if isinstance(v, str) and v.strip()
+                                    else v for v in values]
 
 
 def _check_values(config_path: Path, spec: SweepSpec, where) -> list[str]:
@@ -266,11 +277,11 @@ def _check_values(config_path: Path, spec: SweepSpec, where) -> list[str]:
 
 
 def available_metrics(config) -> list[str]:
-    names = ["loss"] + metric_names(config.task)
     splits = ["train", "val"] if config.data.validation is not None else ["train"]
     if config.data.test:
         splits.append("test")
-    return [f"{split}_{m}" for split in splits for m in names]
+    return [f"{split}_{m}" for split in splits
+            for m in ["loss"] + metric_names(config.task, split)]
 
 
 # ---- trials ---------------------------------------------------------------------------------
