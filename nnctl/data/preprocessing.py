@@ -24,6 +24,7 @@ from .columns import (
 from .problems import MAX_PROBLEMS, check_in_range, lines_of, limit
 
 SCALE_ROWS = 256  # rows scaled at a time: float64 temporaries small enough to stay in cache
+SCALE_COLUMNS = 64  # columns read as float64 at a time: an integer frame is never converted whole
 ASSEMBLE_ROWS = 4096  # rows of the input array filled at a time: a block that stays in cache
 
 
@@ -129,9 +130,7 @@ class Preprocessing:
         `encoded` holds the columns' encodings of the split made while fitting them."""
         self.offset, self.spread = [], []
         if self.plain(frame):
-            if self.scale != "none":
-                self._fit_block(frame[self.features].to_numpy(dtype=np.float64), frame, path)
-            return self._encode_block(frame, path, dtype), []
+            return self._encode_block(frame, path, dtype, fit=self.scale != "none"), []
         return self._encode_columns(frame, path, dtype, fit=True, encoded=encoded)
 
     def encode_inputs(self, frame, path: Path, dtype) -> tuple[np.ndarray, list[str]]:
@@ -141,40 +140,51 @@ class Preprocessing:
             return self._encode_block(frame, path, dtype), []
         return self._encode_columns(frame, path, dtype, fit=False)
 
-    def _encode_block(self, frame, path: Path, dtype) -> np.ndarray:
-        """All-numeric, no blanks: scaled SCALE_ROWS rows at a time in float64 into one small
-        scratch block, then divided straight into the result in its dtype, so no temporary
-        grows with the data."""
-        # A view, no copy, when the features are one float64 block (as read_csv makes them).
-        values = frame[self.features].to_numpy(dtype=np.float64)
-        x = np.empty(values.shape, dtype=dtype)
-        offset, spread = np.asarray(self.offset), np.asarray(self.spread)
-        scratch = np.empty((min(SCALE_ROWS, len(x)), values.shape[1]))
+    def _encode_block(self, frame, path: Path, dtype, fit: bool = False) -> np.ndarray:
+        """All-numeric, no blanks: SCALE_COLUMNS columns at a time are read as float64 (a view
+        of a float64 frame; integer columns are converted there, so no float64 copy of the
+        whole input exists), with `fit` their statistics taken, then scaled SCALE_ROWS rows
+        at a time into a small scratch block and divided straight into the result in its
+        dtype. Each value gets the same float64 operations as in one pass over the whole."""
+        table = frame[self.features]  # pandas selects lazily: nothing is copied here
+        x = np.empty(table.shape, dtype=dtype)
+        offsets, spreads = [], []
         finite = True
-        with np.errstate(over="ignore"):  # too large for the dtype: inf, named below
-            for start in range(0, len(x), SCALE_ROWS):
-                block, out = values[start:start + SCALE_ROWS], x[start:start + SCALE_ROWS]
-                if self.scale == "none":
-                    out[...] = block
-                else:
-                    centered = np.subtract(block, offset, out=scratch[:len(block)])
-                    np.divide(centered, spread, out=out, casting="same_kind")
-                finite = finite and bool(np.isfinite(out).all())  # while the block is in cache
+        with np.errstate(over="ignore", invalid="ignore"):  # too large: inf, named below
+            for first in range(0, x.shape[1], SCALE_COLUMNS):
+                columns = slice(first, first + SCALE_COLUMNS)
+                values = table.iloc[:, columns].to_numpy(dtype=np.float64)
+                if fit:
+                    offset, spread = self._fit_block(values)
+                    offsets.append(offset)
+                    spreads.append(spread)
+                elif self.scale != "none":
+                    offset = np.asarray(self.offset[columns])
+                    spread = np.asarray(self.spread[columns])
+                scratch = np.empty((min(SCALE_ROWS, len(x)), values.shape[1]))
+                for start in range(0, len(x), SCALE_ROWS):
+                    block = values[start:start + SCALE_ROWS]
+                    out = x[start:start + SCALE_ROWS, columns]
+                    if self.scale == "none":
+                        out[...] = block
+                    else:
+                        centered = np.subtract(block, offset, out=scratch[:len(block)])
+                        np.divide(centered, spread, out=out, casting="same_kind")
+                    finite = finite and bool(np.isfinite(out).all())  # while it is in cache
+        if fit:
+            self._set_scaler(np.concatenate(offsets), np.concatenate(spreads), frame, path)
         if not finite:
             check_in_range(x, frame, path, self.inputs)
         return self._shaped(x)
 
-    def _fit_block(self, x: np.ndarray, frame, path: Path) -> None:
-        """Per-column statistics of the training split; constant columns get a spread of 1."""
-        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below
-            if self.scale == "standard":
-                offset = x.mean(axis=0)
-                # A block of columns at a time: x.std makes a temporary as large as x.
-                spread = np.concatenate([x[:, c:c + 64].std(axis=0)
-                                         for c in range(0, x.shape[1], 64)])
-            else:
-                offset, spread = x.min(axis=0), x.max(axis=0) - x.min(axis=0)
-        self._set_scaler(offset, spread, frame, path)
+    def _fit_block(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-column statistics of the training split's columns `x` (float64, each column
+        contiguous); a constant column gets a spread of 1."""
+        if self.scale == "standard":
+            offset, spread = x.mean(axis=0), x.std(axis=0)
+        else:
+            offset, spread = x.min(axis=0), x.max(axis=0) - x.min(axis=0)
+        return offset, np.where(spread > 0, spread, 1.0)
 
     def _set_scaler(self, offset: np.ndarray, spread: np.ndarray, frame, path: Path) -> None:
         spread = np.where(spread > 0, spread, 1.0)
