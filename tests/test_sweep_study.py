@@ -275,6 +275,12 @@ class Pruning:
 
 def pruning_sweep(root: Path) -> Pruning:
     setup(root, PRUNED, epochs=PRUNED_EPOCHS)
+    # Saved every epoch, a trial takes long enough for the sweep (which reads metrics.csv
+    # every 0.2 s) to prune it before its last epoch; by training time it could end first.
+    base = root / "base.yaml"
+    text = base.read_text()
+    assert "batch_size: 16}" in text
+    base.write_text(text.replace("batch_size: 16}", "batch_size: 16, checkpoint: {every_seconds: 0}}"))
     ran = nnctl("sweep", "sweep.yaml", "--workers", "1", "--runs-dir", "runs", cwd=root)
     assert (root / "runs").is_dir(), ran.stderr
     return Pruning(root, only_folder(root / "runs"), ran)
