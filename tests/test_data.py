@@ -384,3 +384,29 @@ def test_preprocessing_saved_before_column_types_still_loads(tmp_path):
     assert notes == []
     with pytest.raises(ValueError):  # a scaler that does not fit the columns is refused
         Preprocessing.from_dict(dict(old, offset=[1.0]))
+
+
+def test_float_class_labels_with_whole_numbers_among_them(tmp_path):
+    """Labels 1.0, 1.5 and 2.0 in a float column: 1.0 is the class "1" in every split (the
+    classes are written as integers where they are whole), not an unseen "1.0"."""
+    import json
+
+    import yaml
+
+    rng = np.random.default_rng(0)
+    labels = rng.choice([1.0, 1.5, 2.0], size=90)
+    rows = [[float(rng.normal() + label), label] for label in labels]
+    data = write_csv(tmp_path / "half.csv", ["x", "grade"], rows)
+    config = tmp_path / "half.yaml"
+    config.write_text(yaml.safe_dump({
+        "data": {"train": str(data), "target": "grade", "validation": 0.3},
+        "model": {"layers": [{"type": "dense", "units": 3, "activation": "softmax"}]},
+        "loss": "categorical_crossentropy", "training": {"epochs": 2}}))
+    result = invoke("train", config, "--runs-dir", tmp_path / "runs", "--quiet")
+    assert result.exit_code == 0, result.stderr
+    run_dir = result.stdout.splitlines()[0]
+    evaluation = invoke("eval", run_dir, data, "--json")
+    assert evaluation.exit_code == 0, evaluation.stderr
+    report = json.loads(evaluation.stdout)
+    assert sorted(report["labels"]) == ["1", "1.5", "2"]
+    assert report["rows"] == 90

@@ -145,6 +145,8 @@ def as_text(values):
         finite = values[~blank]
         if (finite == np.round(finite)).all() and (finite.abs() < 2 ** 53).all():
             values = values.fillna(0).astype(np.int64)
+        else:  # 5.0 beside 5.1: each cell on its own, so 5.0 reads "5" as the classes do
+            return values.map(label_text, na_action="ignore")
     return values.astype(str).where(~blank)
 
 
