@@ -204,10 +204,6 @@ class RunRecorder:
         for stem in others:
             link_checkpoint(self.checkpoints, first, stem)
 
-    def save(self, trainer, stems: list[str]) -> None:
-        """Write the trainer's state now under `stems`."""
-        self.write(self.snapshot(trainer), stems)
-
     def epoch_end(self, trainer, row: dict, is_best: bool) -> None:
         self.append_metrics(row)
         self.log(format_row(row))
