@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from .config import Config
+from .listing import format_value
 
 MEANINGS = {
     "name": "run name; run directories are `<name>-<time>-<hex>` (default: the config file's stem)",
@@ -221,19 +222,7 @@ def _default(field) -> str:
     if isinstance(value, BaseModel):
         tag = getattr(value, "type", None)
         return f"{tag}" if isinstance(tag, str) else "(its keys' defaults)"
-    return _yaml_scalar(value)
-
-
-def _yaml_scalar(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if value == {}:
-        return "{}"
-    return str(value)
+    return format_value(value)
 
 
 # ---- output ---------------------------------------------------------------------------------

@@ -9,8 +9,14 @@ what went to stdout, `result.stderr` the rest), and an exception escaping a comm
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
+import os
+import pty
 import re
+import select
+import struct
+import termios
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -207,3 +213,31 @@ loss: categorical_crossentropy
 optimizer: {{type: adam, lr: 0.01}}
 training: {{epochs: {epochs}, batch_size: 16}}
 """
+
+
+def in_terminal(command: list, columns: int, env: Optional[dict] = None,
+                timeout: float = 120) -> tuple[int, str]:
+    """Run `command` on a pseudo-terminal `columns` wide (set with TIOCSWINSZ, no COLUMNS), as
+    in a user's terminal; return its exit code and what it printed (\r\n read as \n)."""
+    command = [str(part) for part in command]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its stdin, stdout and stderr are the terminal
+        try:
+            os.execve(command[0], command, env if env is not None else dict(os.environ))
+        finally:
+            os._exit(127)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    out = b""
+    while True:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        assert ready, f"{command} did not finish within {timeout} s"
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out.decode("utf-8", "replace").replace("\r\n", "\n")

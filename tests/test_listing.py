@@ -4,15 +4,10 @@ or lists (a schedule, class weights, two targets) shown as their values. Run dir
 made by `nnctl train`."""
 
 import csv
-import fcntl
 import io
 import json
 import os
-import pty
-import select
-import struct
 import subprocess
-import termios
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,6 +18,7 @@ from typer.testing import CliRunner
 from nnctl.cli import app
 
 from cli_helpers import DATASETS, invoke, tiny_iris_config, train
+from cli_helpers import in_terminal as terminal
 from fault_helpers import nnctl_command, subprocess_env
 
 # (run name, --set overrides): settings of every shape, so that the whole table is wide.
@@ -73,31 +69,10 @@ def nnctl(*args, columns=None) -> SimpleNamespace:
 
 
 def in_terminal(*args, columns: int) -> str:
-    """`nnctl ARGS` in a pseudo-terminal `columns` wide (set with TIOCSWINSZ, no COLUMNS);
-    returns what it printed, with the terminal's \\r\\n as \\n."""
-    command = nnctl_command(*args)
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: its stdin, stdout and stderr are the terminal
-        try:
-            os.execve(command[0], command, env())
-        finally:
-            os._exit(127)
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
-    out = b""
-    while True:
-        ready, _, _ = select.select([fd], [], [], 120)
-        assert ready, "nnctl did not finish within 120 s"
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(fd)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, out.decode()
-    return out.decode().replace("\r\n", "\n")
+    """What `nnctl ARGS` prints in a pseudo-terminal `columns` wide."""
+    code, out = terminal(nnctl_command(*args), columns, env())
+    assert code == 0, out
+    return out
 
 
 def listed_json(runs: Path) -> dict:

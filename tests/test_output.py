@@ -5,15 +5,11 @@ pseudo-terminal), `-h`, and the config reference (`nnctl validate --defaults`, R
 
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
 import re
 import signal
-import struct
 import subprocess
 import sys
-import termios
 import time
 from pathlib import Path
 
@@ -22,6 +18,7 @@ import pytest
 import yaml
 
 from cli_helpers import CONFIGS, ROOT, invoke, write_csv
+from cli_helpers import in_terminal as terminal
 
 NNCTL = [sys.executable, "-m", "nnctl.cli"]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -36,22 +33,9 @@ def nnctl(*args, env=None, **kwargs) -> subprocess.CompletedProcess:
 def in_terminal(args, columns: int = 80) -> tuple[int, list[str]]:
     """Run `nnctl ARGS` on a pseudo-terminal of `columns` columns; return the exit code and
     the screen lines as drawn (each carriage return or cursor move starts a new piece)."""
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: its stdin, stdout and stderr are the terminal
-        os.execv(sys.executable, [*NNCTL, *map(str, args)])
-    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
-    output = b""
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError:  # EIO: the child closed the terminal
-            break
-        if not chunk:
-            break
-        output += chunk
-    _, status = os.waitpid(pid, 0)
-    text = ANSI.sub("\n", output.decode("utf-8", "replace"))
-    return os.waitstatus_to_exitcode(status), [p for p in re.split(r"[\r\n]", text) if p.strip()]
+    code, out = terminal([*NNCTL, *args], columns)
+    text = ANSI.sub("\n", out)
+    return code, [p for p in re.split(r"[\r\n]", text) if p.strip()]
 
 
 def small_config(tmp_path: Path, **training) -> Path:
