@@ -84,7 +84,10 @@ def check_against_data(config: Config, prep: Preprocessing) -> None:
 
 # Arrays per parameter besides its value and gradient: the optimizer's state buffers.
 OPTIMIZER_STATE = {"sgd": 0, "momentum": 1, "adagrad": 1, "rmsprop": 1, "adadelta": 2, "adam": 2}
-CHECKPOINT_COPIES = 2  # a checkpoint copies the weights (state dict) and writes them (npz)
+# Between timed saves the run keeps up to three states in memory (the newest epoch, the best
+# and early stopping's best: weights and optimizer state each, runs.RunRecorder), and a save
+# writes one more copy (the npz).
+HELD_STATES = 3
 PREDICT_ROWS = 1024    # rows the model runs at a time in eval and predict
 
 
@@ -110,7 +113,8 @@ def check_memory(config: Config, prep: Preprocessing, available: Optional[int] =
         if count > largest:
             largest, largest_at = count, i
         width = units
-    copies = 2 + OPTIMIZER_STATE.get(config.optimizer.type, 2) + CHECKPOINT_COPIES
+    state = OPTIMIZER_STATE.get(config.optimizer.type, 2)
+    copies = 2 + state + HELD_STATES * (1 + state) + 1
     rows = max(config.training.batch_size, PREDICT_ROWS)
     need = (params * copies + 3 * rows * steps * units_total) * itemsize  # z, y and dy
     available = available if available is not None else available_memory()

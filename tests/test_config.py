@@ -89,7 +89,8 @@ def test_validate_prints_the_resolved_config(folder):
     assert training["shuffle"] is True and training["clip_norm"] is None
     assert training["early_stopping"] == {"monitor": "val_loss", "mode": "auto", "patience": 4,
                                           "min_delta": 0.0, "restore_best": True}
-    assert training["checkpoint"] == {"monitor": "val_loss", "mode": "auto", "keep_last": 3}
+    assert training["checkpoint"] == {"monitor": "val_loss", "mode": "auto", "keep_last": 3,
+                                      "every_seconds": 10.0}
 
 
 def test_validate_output_is_a_fixed_point_and_trains_from_anywhere(folder, tmp_path_factory,
