@@ -192,8 +192,8 @@ def test_each_thread_works_in_cache_sized_blocks_with_the_same_result(with_threa
 
 # ---- matrix products shared among threads ------------------------------------------------------
 
-SHAPES = [(32, 784, 256), (784, 32, 256), (32, 256, 784), (128, 896, 128), (896, 28, 128),
-          (33, 100, 77), (32, 128, 10), (5, 3, 2)]
+SHAPES = [(1024, 784, 256), (784, 1024, 256), (512, 256, 784), (40000, 28, 128), (32, 784, 256),
+          (9001, 100, 77), (32, 128, 10), (5, 3, 2)]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -222,8 +222,8 @@ def test_matmul_is_the_product_and_the_same_bits_whoever_computes_the_pieces(wit
 def test_matmul_splits_large_products_and_leaves_small_ones_whole(with_threads):
     with_threads(2)
     rng = np.random.default_rng(0)
-    big = rng.normal(size=(32, 784)), rng.normal(size=(784, 256))
-    small = rng.normal(size=(32, 128)), rng.normal(size=(128, 128))  # an rnn's step
+    big = rng.normal(size=(1024, 784)), rng.normal(size=(784, 256))  # prediction's batches
+    small = rng.normal(size=(128, 784)), rng.normal(size=(784, 256))  # batch 128: one thread's
     assert len(threads.pieces_of(*big)[1]) == 2
     assert len(threads.pieces_of(*small)[1]) == 1
     with_threads(1)
@@ -260,8 +260,8 @@ def test_training_steps_give_the_same_weights_with_and_without_helpers(with_thre
     specs = [{"type": "dense", "units": 256, "activation": "relu"},
              {"type": "dense", "units": 10, "activation": "softmax"}]
     data = np.random.default_rng(2)
-    x = data.normal(size=(256, 784)).astype(np.float32)
-    y = data.integers(0, 10, size=256)
+    x = data.normal(size=(2048, 784)).astype(np.float32)
+    y = data.integers(0, 10, size=2048)
     results = []
     for helpers in (1, 0):
         with_threads(2)
@@ -269,9 +269,9 @@ def test_training_steps_give_the_same_weights_with_and_without_helpers(with_thre
         model = Sequential.from_specs(specs, (784,), np.random.default_rng(0))
         optimizer = OPTIMIZERS["adam"](list(model.parameters().values()), lr=0.01)
         loss = LOSSES["categorical_crossentropy"]()
-        for start in range(0, 256, 32):
-            out = model.forward(x[start:start + 32], training=True, logits=True)
-            _, grad = loss.from_logits(out, y[start:start + 32])
+        for start in range(0, 2048, 1024):  # batches of 1024: their products are split
+            out = model.forward(x[start:start + 1024], training=True, logits=True)
+            _, grad = loss.from_logits(out, y[start:start + 1024])
             model.backward(grad)
             optimizer.step()
         results.append(model.state_dict())

@@ -41,9 +41,14 @@ ALIGN = 16
 # elements are 256 KiB per array, and Adam's five arrays fit in a core's L2.
 BLOCK = 1 << 16
 
-# A product is split only when each piece keeps at least this many multiply-adds: handing a
-# piece to another thread costs some microseconds, a 64 x 128 x 128 product about ten.
-MIN_PIECE_WORK = 1 << 20
+# A product is split only when each piece keeps at least this many multiply-adds (33.5 M,
+# about 0.4 ms of one core's BLAS). Measured on a 2-core machine (benchmarks/bench_threads.py
+# and benchmarks/README.md): below it, two pieces on two threads took longer than the whole
+# product on one (32 x 784 x 256: 0.74x; 128 x 784 x 256 split by columns: 0.78x; an rnn's
+# 128 x 3456 x 128 weight gradient split by rows: 0.7x), the thread handoff and the second
+# packing of the shared operand outweighing the second core; larger products (prediction's
+# 1024-row batches) gained up to 1.2x.
+MIN_PIECE_WORK = 1 << 25
 # Row pieces keep at least this many rows: OpenBLAS computes fewer than 8 rows with other
 # kernels (and a single row with gemv), which would leave its speed behind.
 MIN_ROWS = 8
