@@ -824,7 +824,7 @@ def _announce(session: Session, run: RunRecorder, quiet: bool) -> None:
                          len(data.preprocessing.columns), threads.describe())
     run.log("model:\n" + text)
     if not quiet:
-        print(text, file=sys.stderr)
+        print(f"\n{text}\n", file=sys.stderr)  # set apart from the column table and the bars
 
 
 @single_threaded_blas()
