@@ -75,12 +75,14 @@ def _shape(shape) -> str:
     return "(" + ", ".join(str(int(n)) for n in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def _bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
+def _bytes(n: float) -> str:
+    """`524 B`, `37.0 KiB`, `1.2 GiB`."""
+    unit = "B"
+    for larger in ("KiB", "MiB", "GiB"):
+        if n < 1024:
+            break
+        n, unit = n / 1024, larger
+    return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
 
 
 # ---- the end ------------------------------------------------------------------------------------
