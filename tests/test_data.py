@@ -410,3 +410,19 @@ def test_float_class_labels_with_whole_numbers_among_them(tmp_path):
     report = json.loads(evaluation.stdout)
     assert sorted(report["labels"]) == ["1", "1.5", "2"]
     assert report["rows"] == 90
+
+
+def test_an_infinite_class_label_is_a_data_error(tmp_path):
+    """`inf` in a label column reads as a number that no class can be (nor JSON hold): exit 2
+    naming its line, and no run directory (found by the CSV fuzz test)."""
+    import yaml
+
+    data = write_text(tmp_path / "inf.csv", "f0,f1,label\n0,0,inf\n" + "0,0,0\n" * 6 + "0,0,1\n")
+    config = tmp_path / "inf.yaml"
+    config.write_text(yaml.safe_dump({
+        "data": {"train": str(data), "target": "label"},
+        "model": {"layers": [{"type": "dense", "units": 3, "activation": "softmax"}]},
+        "loss": "categorical_crossentropy", "training": {"epochs": 1}}))
+    result = invoke("train", config, "--runs-dir", tmp_path / "runs", "--quiet")
+    assert_user_error(result, f"{data}:2 column 'label': inf is not a class label")
+    assert run_dirs(tmp_path / "runs") == []

@@ -221,6 +221,14 @@ def _classes(frame, path: Path, targets: list[str], task: str) -> list[Any]:
             raise DataError(limit(problems, path))
         return []
     column = frame[targets[0]]
+    if column.dtype.kind == "f":  # inf or -inf read as a number: no class a file can name
+        values = column.to_numpy()
+        infinite = np.flatnonzero(np.isinf(values))
+        if len(infinite):
+            raise DataError(limit(
+                [f"{path}:{line} column {targets[0]!r}: {values[row]:g} is not a class label"
+                 for line, row in zip(lines_of(frame, infinite[:MAX_PROBLEMS]), infinite)],
+                path, total=len(infinite)))
     labels = (np.unique(column.to_numpy()).tolist() if column.dtype.kind in "iu"
               else sorted_labels(column.unique().tolist()))  # the same result, compared as text
     if task == "binary":
