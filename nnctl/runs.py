@@ -120,6 +120,9 @@ class RunRecorder:
         self.best: Optional[Snapshot] = None    # the best epoch, when not yet written
         self.early: Optional[Snapshot] = None   # early stopping's best, when not yet written
         self.wrote_best = False
+        # metrics.csv's columns when a resume found the file: a run begun by an earlier nnctl
+        # keeps its header, and later epochs write those columns (not metrics added since)
+        self.columns: Optional[list[str]] = None
 
     # ---- text files --------------------------------------------------------------------
 
@@ -143,6 +146,8 @@ class RunRecorder:
         empty file). Flushed, not fsynced: a kill -9 keeps it; the fsync before each
         checkpoint (`sync_metrics`) makes it as durable as the checkpoint that follows."""
         path = self.path / "metrics.csv"
+        if self.columns is not None and list(row) != self.columns:
+            row = {name: row.get(name, math.nan) for name in self.columns}
         try:
             with open(path, "ab") as f:
                 f.write(_metrics_text([row], header=f.tell() == 0).encode())
@@ -173,6 +178,7 @@ class RunRecorder:
             return []
         rows = [row for row in read_metrics(self.path, whole_lines=True) if row["epoch"] <= epoch]
         self.write_metrics(rows)
+        self.columns = list(rows[0]) if rows else None
         return rows
 
     def write_summary(self, summary: dict) -> None:

@@ -366,3 +366,27 @@ def test_a_model_with_embeddings_resumes_bit_identically(tmp_path, monkeypatch):
     result = resume(run, monkeypatch)
     assert result.exit_code == 0, result.output
     assert_runs_identical(run, reference)
+
+
+def test_a_run_begun_without_the_newer_metrics_keeps_its_columns_when_resumed(tmp_path,
+                                                                               monkeypatch):
+    """A run interrupted under an nnctl that recorded no val_auc / val_f1 (its metrics.csv
+    has fewer columns) is resumed by this one: the later epochs write the file's own columns,
+    so every row still matches the header and `runs show` reads it."""
+    config = dropout_config(tmp_path)
+    run = interrupted_run(config, tmp_path / "runs", monkeypatch, 3, 12)
+    path = run / "metrics.csv"
+    header, *lines = path.read_text().splitlines()
+    names = header.split(",")
+    assert "val_auc" in names and "val_f1" in names
+    keep = [i for i, name in enumerate(names) if name not in ("val_auc", "val_f1")]
+    older = [",".join(cells[i] for i in keep) for cells in (l.split(",") for l in [header, *lines])]
+    path.write_text("\n".join(older) + "\n")
+
+    result = resume(run, monkeypatch)
+    assert result.exit_code == 0, result.output
+    rows = metrics_rows(run, drop=())
+    assert [row["epoch"] for row in rows] == [str(i) for i in range(1, 7)]
+    assert all(list(row) == older[0].split(",") and None not in row.values() for row in rows)
+    shown = cli("runs", "show", run)
+    assert shown.exit_code == 0, shown.output
