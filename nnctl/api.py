@@ -974,6 +974,20 @@ def load_run(run_dir: Path, which: str, config: Config) -> Loaded:
     return Loaded(config, model, built["prep"], meta, which)
 
 
+def eval_dataset(config: Config, prep: Preprocessing, data: Optional[Data]) -> tuple:
+    """(dataset, where it came from, rows left out for a blank target) of the data `nnctl eval`
+    uses: `data`, else the run's test file, else its validation file or split."""
+    dtype = np.dtype(config.dtype)
+    if data is None and not config.data.test and isinstance(config.data.validation, float):
+        dataset = load_training_data(config.data, config.task, rng_streams(config.seed)["split"],
+                                     dtype).validation
+        return dataset, f"{config.data.train} (validation split)", 0
+    data = data if data is not None else default_eval_file(config)
+    dataset, notes, left_out = load_for_eval(data, prep, dtype)
+    warn(notes)
+    return dataset, str(data) if isinstance(data, (str, os.PathLike)) else "DataFrame", left_out
+
+
 def default_eval_file(config: Config) -> Path:
     if config.data.test:
         return Path(config.data.test)
@@ -1003,17 +1017,7 @@ def evaluate_run(run_dir: Path, loaded: Loaded, data: Optional[Data],
     data, else its validation data)."""
     config, prep = loaded.config, loaded.preprocessing
     threshold = checked_threshold(config.task, threshold)
-    dtype = np.dtype(config.dtype)
-    left_out = 0
-    if data is None and not config.data.test and isinstance(config.data.validation, float):
-        dataset = load_training_data(config.data, config.task, rng_streams(config.seed)["split"],
-                                     dtype).validation
-        source = f"{config.data.train} (validation split)"
-    else:
-        data = data if data is not None else default_eval_file(config)
-        dataset, notes, left_out = load_for_eval(data, prep, dtype)
-        warn(notes)
-        source = str(data) if isinstance(data, (str, os.PathLike)) else "DataFrame"
+    dataset, source, left_out = eval_dataset(config, prep, data)
     loss = build_loss(config, prep.class_weights)
     result = {"run_dir": str(run_dir), "checkpoint": loaded.checkpoint, "data": source,
               "rows": len(dataset)}

@@ -178,21 +178,9 @@ class Scores:
 def eval_data(run, data: Optional[Path]):
     """The rows `nnctl eval` uses for this run (DATA, else the test file, else the validation
     file or split) as a Dataset encoded for its model, and how to name them in a title."""
-    import numpy as np
+    from .api import eval_dataset
 
-    from .api import default_eval_file, warn
-    from .build import rng_streams
-    from .data import load_for_eval, load_training_data
-
-    config = run.config
-    dtype = np.dtype(config.dtype)
-    if data is None and not config.data.test and isinstance(config.data.validation, float):
-        dataset = load_training_data(config.data, config.task, rng_streams(config.seed)["split"],
-                                     dtype).validation
-    else:
-        dataset, notes, _ = load_for_eval(data if data is not None else default_eval_file(config),
-                                          run.preprocessing, dtype)
-        warn(notes)
+    dataset, _, _ = eval_dataset(run.config, run.preprocessing, data)
     return dataset, eval_data_name(run, data)
 
 
