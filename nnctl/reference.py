@@ -158,18 +158,18 @@ def _models_in(annotation: Any) -> dict[str, type[BaseModel]]:
     while stack:
         a = stack.pop(0)
         if isinstance(a, type) and issubclass(a, BaseModel):
-            tag_field = a.model_fields.get("type")
-            tags = typing.get_args(tag_field.annotation) if tag_field is not None else ()
-            found[tags[0] if len(tags) == 1 and "type" in a.model_fields and
-                  typing.get_origin(tag_field.annotation) is Literal and _is_tag(a) else ""] = a
+            found[_tag(a)] = a
         else:
             stack.extend(typing.get_args(a))
     return found
 
 
-def _is_tag(model: type[BaseModel]) -> bool:
-    """A `type` field with one literal value is a discriminated union's tag."""
-    return len(typing.get_args(model.model_fields["type"].annotation)) == 1
+def _tag(model: type[BaseModel]) -> str:
+    """A discriminated union member's tag (its `type` field's one literal value), else ''."""
+    field = model.model_fields.get("type")
+    values = typing.get_args(field.annotation) if field is not None else ()
+    is_tag = field is not None and typing.get_origin(field.annotation) is Literal
+    return values[0] if is_tag and len(values) == 1 else ""
 
 
 def _type_text(annotation: Any, field) -> str:

@@ -70,13 +70,8 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def from_environment() -> Optional[int]:
-    """The thread count the user set in a BLAS thread variable, if any."""
-    found = _environment_setting()
-    return found[1] if found else None
-
-
 def _environment_setting() -> Optional[tuple[str, int]]:
+    """(variable, count) of the BLAS thread variable the user set, if any."""
     for var in THREAD_VARS:
         value = os.environ.get(var, "").strip()
         if value.isascii() and value.isdigit() and int(value) > 0:
