@@ -38,9 +38,9 @@ from .config import Config, PlateauSchedule, label_text, load_config, monitor_mo
 from .data import Preprocessing, TrainingData, load_for_eval, load_for_predict, load_training_data
 from .data.problems import limit
 from .errors import CheckpointError, ConfigError, UserError
-from .listing import column_table
+from .listing import column_table, table_width
 from .locking import lock_run
-from .progress import choose, terminal_width
+from .progress import choose
 from .report import ending, layer_names, model_summary
 from .runs import (
     CHECKPOINTS, RNG_KEYS, RunRecorder, checkpoint_stem, command_line, create_run_dir,
@@ -877,7 +877,7 @@ def _fit(session: Session, run: RunRecorder, started: float, previous_seconds: f
     run.log(f"{status} after {trainer.epoch} epochs")
     stopper = trainer.early_stopping
     text = ending(summary, stopper.patience if stopper else None,
-                  stopper.monitor if stopper else None, terminal_width(sys.stderr))
+                  stopper.monitor if stopper else None, table_width(sys.stderr) or 80)
     run.log("ended:\n" + text)
     if not quiet:
         print(text, file=sys.stderr)

@@ -23,6 +23,7 @@ from typing import Any, Optional
 from .config import monitor_mode, read_yaml
 from .errors import UserError
 from .files import read_text
+from .report import metrics_text
 from .runs import find_runs, open_run, read_metrics, read_summary
 
 FORMATS = ("table", "csv", "json")
@@ -624,13 +625,6 @@ def unreadable_notes(rows: list[RunRow]) -> list[str]:
 
 # ---- runs show --------------------------------------------------------------------------------
 
-def _metrics_line(row: Optional[dict], skip: tuple = ("epoch", "lr", "seconds")) -> str:
-    if not row:
-        return ""
-    return "  ".join(f"{k} {v:.4f}" for k, v in row.items()
-                     if k not in skip and isinstance(v, (int, float)))
-
-
 def show_run(run_dir: Path, last: int = 5, width: Optional[int] = None) -> str:
     """A run's summary, its resolved config and the metrics of its last epochs; the tables
     fitted to `width` (None: unlimited)."""
@@ -654,11 +648,11 @@ def show_run(run_dir: Path, last: int = 5, width: Optional[int] = None) -> str:
         lines.append("versions   " + ", ".join(f"{k} {v}" for k, v in found.items()))
         best, final = summary.get("best"), summary.get("final")
         if best:
-            lines.append(f"best       epoch {best.get('epoch')}: {_metrics_line(best)}")
+            lines.append(f"best       epoch {best.get('epoch')}: {metrics_text(best)}")
         if final:
-            lines.append(f"final      epoch {final.get('epoch')}: {_metrics_line(final)}")
+            lines.append(f"final      epoch {final.get('epoch')}: {metrics_text(final)}")
         if summary.get("test"):
-            lines.append(f"test       {_metrics_line(summary['test'])}")
+            lines.append(f"test       {metrics_text(summary['test'])}")
         if summary.get("rows"):
             rows = summary["rows"]
             left_out = sum((summary.get("blank_targets") or {}).values())

@@ -7,7 +7,6 @@ Both are plain text built from objects already in hand; the caller decides where
 
 from __future__ import annotations
 
-import textwrap
 from typing import Optional
 
 import numpy as np
@@ -126,16 +125,21 @@ def ending(summary: dict, patience: Optional[int], stopped_monitor: Optional[str
 
 
 def _wrapped(line: str, width: int) -> str:
-    """Wrapped between metrics, never between a metric's name and its value."""
-    return textwrap.fill(line, width, subsequent_indent="  ", break_long_words=False,
-                         break_on_hyphens=False).replace("\u00a0", " ")
+    """Broken between metrics (two spaces apart), never between a name and its value."""
+    lines = [""]
+    for item in line.split("  "):
+        if lines[-1].strip() and len(lines[-1]) + 2 + len(item) > width:
+            lines.append("  " + item)
+        else:
+            lines[-1] = f"{lines[-1]}  {item}" if lines[-1] else item
+    return "\n".join(lines)
 
 
 def metrics_text(row: dict) -> str:
     """`val_loss 0.0512  val_accuracy 0.9667 ...`: validation first, 4 decimals as in the epoch lines."""
     keys = [k for k in row if k not in SKIPPED_IN_ROWS and isinstance(row[k], (int, float))]
     keys.sort(key=lambda k: (not k.startswith("val_"), k.startswith("train_")))
-    return "  ".join(f"{k}\u00a0{row[k]:.4f}" for k in keys)
+    return "  ".join(f"{k} {row[k]:.4f}" for k in keys)
 
 
 def _seconds(seconds: float) -> str:

@@ -33,7 +33,8 @@ def nnctl(*args, env=None, **kwargs) -> subprocess.CompletedProcess:
 def in_terminal(args, columns: int = 80) -> tuple[int, list[str]]:
     """Run `nnctl ARGS` on a pseudo-terminal of `columns` columns; return the exit code and
     the screen lines as drawn (each carriage return or cursor move starts a new piece)."""
-    code, out = terminal([*NNCTL, *args], columns)
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    code, out = terminal([*NNCTL, *args], columns, env)  # the terminal's size decides
     text = ANSI.sub("\n", out)
     return code, [p for p in re.split(r"[\r\n]", text) if p.strip()]
 
