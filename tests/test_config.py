@@ -477,3 +477,21 @@ def test_python_overrides_paths_resolve_against_the_current_folder(folder, tmp_p
     assert run.config.data.train == str((cwd / "other.csv").resolve())
     saved = yaml.safe_load((Path(run.path) / "config.yaml").read_text())
     assert saved["data"]["train"] == str((cwd / "other.csv").resolve())
+
+
+def test_problems_the_data_or_other_keys_reveal_are_blamed_on_the_set_behind_them(tmp_path):
+    """A --set that makes a value in the file wrong is named first, then the file's line."""
+    from cli_helpers import CONFIGS
+
+    iris = CONFIGS / "iris.yaml"
+    result = invoke("validate", iris, "--set", "data.validation=null")
+    lines = assert_user_error(result)
+    assert lines and all(line.startswith(f"error: --set data.validation=null: {iris}:")
+                         for line in lines), lines
+    assert "training.checkpoint.monitor: unknown metric 'val_loss'" in result.stderr
+
+    result = invoke("train", iris, "--set", "data.target=sepal_length", "--runs-dir",
+                    tmp_path / "runs", "--quiet")
+    assert_user_error(result, f"error: --set data.target=sepal_length: {iris}:",
+                      "model.layers.2.units: the last dense layer has 3 units but the target "
+                      "'sepal_length' has 35 classes")
