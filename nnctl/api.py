@@ -1054,19 +1054,13 @@ def report(task: str, prep: Preprocessing, out: np.ndarray, y: np.ndarray,
         return {"mse": float(mse.mean()), "rmse": float(np.sqrt(mse.mean())),
                 "mae": float(np.abs(diff).mean()), "r2": float(r2.mean()),
                 "targets": per_target}
-    from .metrics import eval_metrics
+    from .metrics import confusion_matrix, eval_metrics, predicted_labels
 
     scores = {name: value for name, value in eval_metrics(task, y, out, threshold).items()
               if math.isfinite(value)}
     if task == "binary" and not prep.classes:
         return scores  # multi-label: accuracy per value is already in the metrics
-    if task == "binary":
-        predicted, actual = (out[:, 0] >= threshold).astype(int), y[:, 0].astype(int)
-    else:
-        predicted, actual = out.argmax(axis=1), y
-    k = len(prep.classes)
-    confusion = np.zeros((k, k), dtype=np.int64)
-    np.add.at(confusion, (actual, predicted), 1)
+    confusion = confusion_matrix(y, predicted_labels(task, out, threshold), len(prep.classes))
     classes = {}
     for i, label in enumerate(prep.classes):
         tp = confusion[i, i]
