@@ -4,8 +4,8 @@ Each function takes true labels and scores (probabilities) as arrays and returns
 scikit-learn function of the same idea returns: `roc_curve`, `precision_recall_curve`,
 `roc_auc` (`roc_auc_score`; tied scores count half), `average_precision`
 (`average_precision_score`), `log_loss` (probabilities clipped to [eps, 1 - eps] of their dtype),
-`f1_score` (binary: the positive class; macro: the mean over the classes that occur in y or in
-the predictions), `roc_auc_ovr` (`roc_auc_score(multi_class="ovr", average="macro")`) and
+`f1_from_confusion` (`f1_score`; binary: the positive class; macro: the mean over the classes
+that occur in y or in the predictions), `roc_auc_ovr` (`roc_auc_score(multi_class="ovr", average="macro")`) and
 `top_k_accuracy` (`top_k_accuracy_score`; among tied scores the higher class index ranks first).
 
 Undefined values are NaN, never an error: ROC AUC when y holds one class only, average
@@ -150,14 +150,6 @@ def f1_from_confusion(confusion: np.ndarray, average: str = "macro") -> float:
         raise ValueError(f"unknown average {average!r}: binary | macro")
     seen = denominator > 0
     return float(f1[seen].mean()) if seen.any() else 0.0
-
-
-def f1_score(y_true, y_pred, average: str = "binary") -> float:
-    """F1 from label arrays (class indices; binary: 0/1, class 1 positive)."""
-    y_true = np.asarray(y_true).ravel().astype(np.int64)
-    y_pred = np.asarray(y_pred).ravel().astype(np.int64)
-    n = int(max(y_true.max(initial=1), y_pred.max(initial=1))) + 1
-    return f1_from_confusion(confusion_matrix(y_true, y_pred, n), average)
 
 
 # ---- several classes or outputs ----------------------------------------------------------------
