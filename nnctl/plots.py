@@ -20,7 +20,7 @@ from typing import Any, Optional
 from .checkpoint import atomic_write
 from .errors import UserError
 from .files import open_regular
-from .listing import format_value, read_config
+from .listing import format_value, leaf_names, read_config
 from .runs import open_run, read_metrics, read_summary
 
 RUN_SUFFIX = re.compile(r"-\d{8}-\d{6}-[0-9a-f]{4}$")  # <name>-<YYYYmmdd-HHMMSS>-<4 hex>
@@ -91,25 +91,6 @@ def differing_settings(views: list[dict[str, Any]]) -> list[str]:
             > 1]
 
 
-def short_keys(keys: list[str]) -> dict[str, str]:
-    """Each key's shortest ending that no other key shares and that does not start with a
-    list index: `optimizer.lr` -> `lr`, `model.layers.0.units` -> `units`, or `layers.0.units`
-    beside `model.layers.2.units`."""
-    short = {}
-    for key in keys:
-        parts = key.split(".")
-        name = key
-        for n in range(1, len(parts) + 1):
-            if parts[-n].isdigit():
-                continue
-            name = ".".join(parts[-n:])
-            if not any(other != key and (other == name or other.endswith("." + name))
-                       for other in keys):
-                break
-        short[key] = name
-    return short
-
-
 def setting_text(value: Any) -> str:
     """A setting's value in a legend: 4 significant digits, a path's file name, at most
     VALUE_CHARS characters."""
@@ -127,7 +108,7 @@ def labels_for(run_dirs: list[Path]) -> list[str]:
     run_dirs = [Path(p) for p in run_dirs]
     views = [settings(read_config(p)) for p in run_dirs]
     keys = differing_settings(views)
-    short = short_keys(keys)
+    short = leaf_names(keys)
     texts = [{k: f"{short[k]}={setting_text(v[k])}" for k in keys if k in v} for v in views]
 
     def label(text: dict[str, str], shown: list[str]) -> str:
