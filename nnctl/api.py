@@ -34,7 +34,9 @@ from .checkpoint import (
     MAX_WHOLE, load_checkpoint, load_weights_file, model_arrays, read_json,
     remove_temp_files,
 )
-from .config import Config, PlateauSchedule, label_text, load_config, monitor_mode, source_of
+from .config import (
+    Config, PlateauSchedule, label_text, load_config, monitor_mode, monitors, source_of,
+)
 from .data import Preprocessing, TrainingData, load_for_eval, load_for_predict, load_training_data
 from .data.problems import limit
 from .errors import CheckpointError, ConfigError, UserError
@@ -333,14 +335,9 @@ def check_auc_monitors(config: Config, validation) -> None:
 
     if auc_defined(config.task, validation.y):
         return
-    training = config.training
-    monitors = {"training.checkpoint.monitor": training.checkpoint.monitor,
-                "training.early_stopping.monitor": training.early_stopping and
-                training.early_stopping.monitor,
-                "training.lr_schedule.monitor": getattr(training.lr_schedule, "monitor", None)}
     problems = [source_of(config).problem(
         dotted, "val_auc is undefined: the validation data holds one class only "
-        "(monitor val_loss or val_f1)") for dotted, monitor in monitors.items()
+        "(monitor val_loss or val_f1)") for dotted, monitor in monitors(config)
         if monitor == "val_auc"]
     if problems:
         raise ConfigError(problems)

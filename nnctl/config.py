@@ -825,6 +825,18 @@ def safe_name(stem: str) -> str:
     return cleaned or "run"
 
 
+def monitors(config: Config) -> list[tuple[str, str]]:
+    """(dotted path, metric) of every monitor the config has: the best checkpoint's, early
+    stopping's, the plateau schedule's."""
+    training = config.training
+    found = [("training.checkpoint.monitor", training.checkpoint.monitor)]
+    if training.early_stopping:
+        found.append(("training.early_stopping.monitor", training.early_stopping.monitor))
+    if isinstance(training.lr_schedule, PlateauSchedule):
+        found.append(("training.lr_schedule.monitor", training.lr_schedule.monitor))
+    return found
+
+
 def _fill_monitors(config: Config) -> None:
     default = "val_loss" if config.data.validation is not None else "train_loss"
     training = config.training
@@ -894,12 +906,7 @@ def check_structure(config: Config) -> list[str]:
              for m in ["loss"] + metric_names(config.task, split)}
     if config.data.validation is None:
         known = {m for m in known if m.startswith("train_")}
-    monitors = [("training.checkpoint.monitor", config.training.checkpoint.monitor)]
-    if config.training.early_stopping:
-        monitors.append(("training.early_stopping.monitor", config.training.early_stopping.monitor))
-    if isinstance(config.training.lr_schedule, PlateauSchedule):
-        monitors.append(("training.lr_schedule.monitor", config.training.lr_schedule.monitor))
-    for dotted, monitor in monitors:
+    for dotted, monitor in monitors(config):
         if monitor not in known:
             hint = "" if config.data.validation is not None or not monitor.startswith("val_") \
                 else " (there is no validation data)"
