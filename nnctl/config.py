@@ -367,6 +367,11 @@ def metric_names(task: str, split: str = "val") -> list[str]:
     return ["accuracy"] if split == "train" else ["accuracy", "auc", "f1"]
 
 
+def recorded_metrics(task: str, splits: list[str]) -> list[str]:
+    """The metrics a run records for these splits: `train_loss`, `val_auc`, `test_r2`, ..."""
+    return [f"{split}_{m}" for split in splits for m in ["loss"] + metric_names(task, split)]
+
+
 def monitor_mode(monitor: str, mode: str) -> str:
     """`auto` means maximize accuracy, AUC, F1 and R^2, minimize losses and errors."""
     if mode != "auto":
@@ -902,10 +907,8 @@ def check_structure(config: Config) -> list[str]:
                 because=[cause]))
             break
 
-    known = {f"{split}_{m}" for split in ("train", "val")
-             for m in ["loss"] + metric_names(config.task, split)}
-    if config.data.validation is None:
-        known = {m for m in known if m.startswith("train_")}
+    known = set(recorded_metrics(config.task, ["train", "val"] if config.data.validation
+                                 is not None else ["train"]))
     for dotted, monitor in monitors(config):
         if monitor not in known:
             hint = "" if config.data.validation is not None or not monitor.startswith("val_") \

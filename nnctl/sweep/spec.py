@@ -28,8 +28,8 @@ import yaml
 from pydantic import Discriminator, Field, Tag, ValidationError, model_validator
 
 from ..config import (
-    Source, Strict, describe_error, safe_name, suggest, load_config, metric_names, monitor_mode,
-    read_yaml,
+    Source, Strict, describe_error, safe_name, suggest, load_config, monitor_mode, read_yaml,
+    recorded_metrics,
 )
 from ..errors import ConfigError
 
@@ -280,8 +280,7 @@ def available_metrics(config) -> list[str]:
     splits = ["train", "val"] if config.data.validation is not None else ["train"]
     if config.data.test:
         splits.append("test")
-    return [f"{split}_{m}" for split in splits
-            for m in ["loss"] + metric_names(config.task, split)]
+    return recorded_metrics(config.task, splits)
 
 
 # ---- trials ---------------------------------------------------------------------------------
