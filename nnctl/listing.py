@@ -23,7 +23,7 @@ from typing import Any, Optional
 from .config import monitor_mode, read_yaml
 from .errors import UserError
 from .files import read_text
-from .report import metrics_text
+from .report import format_seconds, metrics_text
 from .runs import find_runs, open_run, read_metrics, read_summary
 
 FORMATS = ("table", "csv", "json")
@@ -470,17 +470,6 @@ def run_columns(run_dir: Path, width: Optional[int] = None) -> Optional[str]:
     except (CheckpointError, KeyError, TypeError, ValueError, AttributeError):
         return f"{path}: no readable preprocessing section"
     return column_table(prep.column_table(), width=width)
-
-
-def format_seconds(seconds: Optional[float]) -> str:
-    if seconds is None:
-        return ""
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, rest = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes}m{rest:02d}s"
-    return f"{minutes // 60}h{minutes % 60:02d}m"
 
 
 def format_value(value: Any) -> str:

@@ -98,7 +98,7 @@ def ending(summary: dict, patience: Optional[int], stopped_monitor: Optional[str
     status = summary.get("status")
     epochs = summary.get("epochs_run")
     seconds = summary.get("wall_seconds")
-    took = f" in {_seconds(seconds)}" if seconds is not None else ""
+    took = f" in {format_seconds(seconds)}" if seconds is not None else ""
     if status == "completed":
         head = f"completed: {epochs} epochs{took}"
     elif status == "early_stopped":
@@ -142,8 +142,13 @@ def metrics_text(row: dict) -> str:
     return "  ".join(f"{k} {row[k]:.4f}" for k in keys)
 
 
-def _seconds(seconds: float) -> str:
+def format_seconds(seconds: Optional[float]) -> str:
+    """`1.6s`, `2m05s`, `1h03m`: as the end of a run and runs list write a duration."""
+    if seconds is None:
+        return ""
     if seconds < 60:
-        return f"{seconds:.1f} s"
+        return f"{seconds:.1f}s"
     minutes, rest = divmod(int(round(seconds)), 60)
-    return f"{minutes} min {rest} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+    if minutes < 60:
+        return f"{minutes}m{rest:02d}s"
+    return f"{minutes // 60}h{minutes % 60:02d}m"
