@@ -4,6 +4,7 @@ parser's; training data is bit-identical with and without it. pandas is the refe
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 from nnctl.build import rng_streams
 from nnctl.config import load_config
 from nnctl.data import CHUNK_ROWS, CSV_OPTIONS, load_training_data
+import nnctl.data.cache as cache_module
 from nnctl.data.cache import META, cached_read, load
 from nnctl.data.reading import read_csv, read_table
 from nnctl.errors import DataError
@@ -116,6 +118,43 @@ def test_a_changed_file_misses_and_gets_an_entry_of_its_own(tmp_path):
     assert len(entries(cache)) == 2
     assert read_csv(csv, cache=cache)["y"].tolist() == [2.5, 9.5]
     assert len(entries(cache)) == 2
+
+
+def digest_memos(cache: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(cache.glob(".digest-*"))]
+
+
+def test_a_files_digest_is_reused_until_its_times_change(tmp_path, monkeypatch):
+    """The sha256 that keys an entry is remembered beside the file's times; a write changes
+    them (the ctime even when the mtime is set back), so the new content is read."""
+    monkeypatch.setattr(cache_module, "RACY_SECONDS", 0)  # the file was just written
+    csv = write_csv(tmp_path / "data.csv", ["x", "y"], [[1, 2.5], [3, 4.5]])
+    cache = tmp_path / "cache"
+    read_csv(csv, cache=cache)
+    [memo] = digest_memos(cache)
+    assert memo["sha256"] == hashlib.sha256(csv.read_bytes()).hexdigest()
+
+    # a hit takes the remembered digest: a wrong one (nothing else changed) misses
+    (memo_file,) = cache.glob(".digest-*")
+    memo_file.write_text(json.dumps(dict(memo, sha256="0" * 64)))
+    read_csv(csv, cache=cache)
+    assert len(entries(cache)) == 2
+
+    times = csv.stat()
+    write_csv(csv, ["x", "y"], [[1, 2.5], [3, 9.5]])  # same size
+    os.utime(csv, ns=(times.st_atime_ns, times.st_mtime_ns))  # and the old mtime
+    assert read_csv(csv, cache=cache)["y"].tolist() == [2.5, 9.5]
+    [memo] = digest_memos(cache)
+    assert memo["sha256"] == hashlib.sha256(csv.read_bytes()).hexdigest()
+
+
+def test_a_digest_is_not_remembered_for_a_file_that_just_changed(tmp_path):
+    """A second write in the same clock tick would leave the same times: a file changed less
+    than RACY_SECONDS before its hash is hashed again next time."""
+    csv = write_csv(tmp_path / "data.csv", ["x", "y"], [[1, 2.5]])
+    read_csv(csv, cache=tmp_path / "cache")
+    assert digest_memos(tmp_path / "cache") == []
+    assert read_csv(csv, cache=tmp_path / "cache")["y"].tolist() == [2.5]
 
 
 def test_only_the_newest_entries_of_a_file_are_kept(tmp_path):
