@@ -113,6 +113,41 @@ def test_grid_sweep_with_two_workers_ranks_every_trial(tmp_path):
     assert (width, height) == (3 * 460, 380)  # 3 panels x 4.6 in, 3.8 in at 100 dpi
 
 
+# Put first on a process's PYTHONPATH: logs every parse of a CSV file (not a cache hit).
+PARSE_LOG = """
+import json, os
+from nnctl.data import reading
+
+def logged(path, text_columns, parse=reading._parse_csv):
+    with open(os.environ["NNCTL_TEST_PARSE_LOG"], "a") as f:
+        f.write(json.dumps({"pid": os.getpid(), "file": path.name}) + "\\n")
+    return parse(path, text_columns)
+
+reading._parse_csv = logged
+"""
+
+
+def test_a_sweep_parses_its_training_file_once_for_all_its_trials(tmp_path):
+    """The sweep process fills the cache before its workers start: trials starting together
+    neither parse the file nor wait for one of them to parse it."""
+    write_sweep(tmp_path, GRID)
+    hook, log = tmp_path / "hook", tmp_path / "parses.jsonl"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(PARSE_LOG)
+    path = os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))
+    process = subprocess.Popen([sys.executable, "-m", "nnctl.cli", "sweep", "grid.yaml",
+                                "--workers", "2", "--runs-dir", "runs"], cwd=tmp_path,
+                               env={**os.environ, "PYTHONPATH": path,
+                                    "NNCTL_TEST_PARSE_LOG": str(log)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    parses = [json.loads(line) for line in log.read_text().splitlines()]
+    assert parses == [{"pid": process.pid, "file": "iris.csv"}]
+    [folder] = (tmp_path / "runs").iterdir()
+    assert len(read_csv(folder / "sweep.csv")) == 4
+
+
 def test_a_failed_trial_does_not_stop_the_others(tmp_path):
     """A learning rate that passes the schema but makes training diverge: that trial fails
     (exit 4 for the sweep), the others complete."""

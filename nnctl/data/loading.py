@@ -42,8 +42,7 @@ def load_training_data(spec, task: str, rng: np.random.Generator, dtype,
     before any array is built (the config's checks against the data). `cache`, a folder,
     keeps the files' parsed frames for the next process that reads them (see cache.py)."""
     train_path = Path(spec.train)
-    frame = read_csv(train_path, [name for name, column in spec.columns.items()
-                                  if column.type in TEXT_TYPES], cache)
+    frame = read_csv(train_path, _text_columns(spec), cache)
     if check_columns is not None:
         check_columns(list(frame.columns))
     targets = spec.targets
@@ -105,6 +104,17 @@ def load_training_data(spec, task: str, rng: np.random.Generator, dtype,
     counts = (np.bincount(train.y.reshape(-1).astype(np.int64), minlength=len(prep.classes))
               .tolist() if prep.classes else [])
     return TrainingData(train, validation, test, prep, notes, blank_targets, counts)
+
+
+def fill_cache(spec, cache: str | os.PathLike) -> None:
+    """Parse the training file into the cache folder `cache` as load_training_data reads it,
+    for the processes that read it next (a sweep's trials)."""
+    read_csv(Path(spec.train), _text_columns(spec), cache)
+
+
+def _text_columns(spec) -> list[str]:
+    """The columns the config declares text (read as text whatever they hold)."""
+    return [name for name, column in spec.columns.items() if column.type in TEXT_TYPES]
 
 
 # ---- column types ---------------------------------------------------------------------------

@@ -104,6 +104,7 @@ class Workers:
         self.study = studies.load(sweep, folder, url, sampler_offset)
         self.lock = threading.Lock()
         self.stop = threading.Event()
+        self.cache_filled = threading.Event()
         self.processes: set[subprocess.Popen] = set()
         self.received: list[int] = []
         self.mine: list[Outcome] = []  # the trials this process ran
@@ -124,6 +125,8 @@ class Workers:
             if main and self.workers else {}
         ticker = threading.Thread(target=self.tick, daemon=True)
         ticker.start()
+        if self.workers:
+            threading.Thread(target=self.fill_cache, daemon=True).start()
         try:
             threads = [threading.Thread(target=self.work, name=f"worker-{i}")
                        for i in range(self.workers)]
@@ -159,8 +162,26 @@ class Workers:
             except ProcessLookupError:
                 pass
 
+    def fill_cache(self) -> None:
+        """Parse the training file into the cache before the first trial starts: trials that
+        start together would each wait for one of them to parse it. Not when the trials' own
+        parameters may change what is read (a `data.` key); then they fill it themselves."""
+        try:
+            if not any(key.startswith("data.") for key in self.sweep.spec.parameters):
+                from ..config import load_config
+                from ..data.loading import fill_cache
+
+                fill_cache(load_config(self.sweep.config).data, self.folder / CACHE)
+        except UserError:
+            pass  # the trials read the file themselves, and report its problems
+        finally:
+            self.cache_filled.set()
+
     def work(self) -> None:
         try:
+            while not self.cache_filled.wait(0.2):
+                if self.stop.is_set():
+                    return
             self.take_trials()
         except BaseException as exc:  # a bug: stop the others, and report it (exit 1)
             self.errors.append(exc)
