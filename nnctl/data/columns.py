@@ -176,36 +176,34 @@ class Numeric(OneInput):
 
     type: ClassVar[str] = NUMERIC
 
-    def fit(self, values, report: Report, indicators: bool) -> list[np.ndarray]:
-        """Fit on the training split; return its encoding (as `encode` would)."""
+    def fit(self, values, report: Report, indicators: bool) -> None:
+        """Fit on the training split. Returns None, not the split's encoding as the other
+        encoders do: numbers cost nothing to read again when the inputs are built."""
         if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iu":
             return self._fit_integers(values.to_numpy())
         numbers = self.numbers(values, report)
         blank = np.isnan(numbers)
         self.blanks = int(blank.sum())
-        finite = numbers[~blank]
+        finite = numbers[~blank]  # a copy of its own, which the median may reorder
         if self.statistic == "mean" and finite.size:
             self.fill = float(finite.mean())
         elif self.statistic in ("median", "error") and finite.size:
-            self.fill = float(np.median(finite))
+            self.fill = float(np.median(finite, overwrite_input=True))
         else:
             self.fill = 0.0
         self.indicator = indicators and self.blanks > 0
-        return self._filled(numbers)
 
-    def _fit_integers(self, ints: np.ndarray) -> list[np.ndarray]:
+    def _fit_integers(self, ints: np.ndarray) -> None:
         """`fit` for a column of NumPy integers, which has no blank and no bad cell: the same
         fill, but the median is found among the integers (by counting when their range is
         small), not by sorting float64 copies."""
         self.blanks, self.indicator = 0, False
-        numbers = ints.astype(np.float64)
         if self.statistic == "mean" and ints.size:
-            self.fill = float(numbers.mean())
+            self.fill = float(ints.astype(np.float64).mean())
         elif self.statistic in ("median", "error") and ints.size:
             self.fill = integer_median(ints)
         else:
             self.fill = 0.0
-        return [numbers]
 
     def numbers(self, values, report: Report) -> np.ndarray:
         """float64 values, NaN where blank; cells that are not finite numbers are problems."""

@@ -143,7 +143,7 @@ def fit_columns(prep: Preprocessing, frame, path: Path, spec, notes: list[str]) 
             options = {"max_categories": declared.max_categories,
                        "min_frequency": declared.min_frequency, "dim": declared.dim}
         outputs = column.fit(frame[name], report, spec.missing_indicators, **options)
-        if kind != NUMERIC:  # numbers are read again in a moment at no cost; text is not
+        if outputs is not None:
             encoded[name] = outputs
         columns.append(column)
     if report.problems:
