@@ -588,6 +588,43 @@ def test_tpe_sweep_is_reproducible_from_its_seed(background):
     assert len(set(params["a"].values())) == 6
 
 
+def test_tpe_reads_a_list_of_numbers_in_order_as_positions(tmp_path):
+    """TPE models [4, 8, 16, 32] as positions 0-3, so what it learns of 16 carries to 8 and
+    32; lists out of order, and of other values, stay unordered choices."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+    from nnctl.sweep import load_sweep
+    from nnctl.sweep.study import choose
+
+    (tmp_path / "base.yaml").write_text(tiny_iris_config(epochs=2))
+    (tmp_path / "tpe.yaml").write_text("""\
+config: base.yaml
+method: tpe
+samples: 4
+parameters:
+  model.layers.0.units: [4, 8, 16, 32]
+  optimizer.lr: [0.1, 0.01, 0.001]
+  training.batch_size: [64, 16, 32]
+  model.layers.0.activation: [relu, tanh, sigmoid]
+""")
+    sweep = load_sweep(tmp_path / "tpe.yaml")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(20):
+        trial = study.ask()
+        params = choose(trial, sweep)
+        kinds = trial.distributions
+        assert kinds["model.layers.0.units"] == IntDistribution(0, 3)
+        assert kinds["optimizer.lr"] == IntDistribution(0, 2)
+        assert params["model.layers.0.units"] == [4, 8, 16, 32][trial.params["model.layers.0.units"]]
+        assert params["optimizer.lr"] == [0.1, 0.01, 0.001][trial.params["optimizer.lr"]]
+        assert kinds["training.batch_size"] == CategoricalDistribution([64, 16, 32])
+        assert params["training.batch_size"] == trial.params["training.batch_size"]
+        assert isinstance(kinds["model.layers.0.activation"], CategoricalDistribution)
+        seen.add(params["model.layers.0.units"])
+        study.tell(trial, 1.0)
+    assert seen == {4, 8, 16, 32}
+
+
 # ---- checked before anything runs --------------------------------------------------------------
 
 

@@ -176,10 +176,15 @@ def running(study: "optuna.Study") -> list["optuna.Trial"]:
 
 def choose(trial: "optuna.Trial", sweep: Sweep) -> dict[str, Any]:
     """A tpe trial's values, suggested by the sampler (or those it was given before an
-    interruption): lists are choices, ranges are float or int distributions."""
+    interruption): ranges are float or int distributions; a list of numbers in order
+    ([16, 32, 64, 128]) is a range of positions in it, so that what TPE learns of one value
+    carries to its neighbours (as Optuna users write suggest_int("units", 16, 128, log=True));
+    other lists are unordered choices."""
     params = {}
     for key, parameter in sweep.spec.parameters.items():
-        if isinstance(parameter, list):
+        if isinstance(parameter, list) and _ordered(parameter):
+            params[key] = parameter[trial.suggest_int(key, 0, len(parameter) - 1)]
+        elif isinstance(parameter, list):
             choices = parameter if all(_plain(v) for v in parameter) else list(range(len(parameter)))
             value = trial.suggest_categorical(key, choices)
             params[key] = value if choices is parameter else parameter[value]
@@ -191,6 +196,14 @@ def choose(trial: "optuna.Trial", sweep: Sweep) -> dict[str, Any]:
             params[key] = float(f"{value:.6g}")  # as random draws: readable, and the value used
             params[key] = min(max(params[key], parameter.min), parameter.max)
     return params
+
+
+def _ordered(values: list) -> bool:
+    """Three or more numbers, strictly increasing or strictly decreasing."""
+    if len(values) < 3 or not all(type(v) in (int, float) for v in values):
+        return False
+    pairs = list(zip(values, values[1:]))
+    return all(b > a for a, b in pairs) or all(b < a for a, b in pairs)
 
 
 def _plain(value: Any) -> bool:
