@@ -326,7 +326,10 @@ def _prune(folder: Path, source: str, key: str) -> None:
                 continue
             if entry.name.startswith(".tmp-"):
                 if time.time() - entry.stat().st_mtime > STALE_SECONDS:
-                    shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
+                    if entry.is_dir():
+                        shutil.rmtree(entry, ignore_errors=True)
+                    else:
+                        entry.unlink()  # a digest's (see _content_digest)
                 continue
             meta = json.loads((entry / META).read_text(encoding="utf-8"))
             if meta.get("source") == source:
