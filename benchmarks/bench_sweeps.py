@@ -4,14 +4,16 @@ parsed-CSV cache that lets a sweep's trials parse the training file once between
     python benchmarks/bench_sweeps.py                 # all three (9-15 minutes, 2 cores)
     python benchmarks/bench_sweeps.py --quick         # 12 trials, 6,000-row CSV (2-4 minutes)
     python benchmarks/bench_sweeps.py --only prune    # one of: tpe | prune | cache
+    python benchmarks/bench_sweeps.py --only tpe --tpe-seeds 0,1,2,3,4 --random-seeds 0,1,2,3,4
 
 Every sweep is `nnctl sweep FILE --workers 2 --runs-dir TMP` in a subprocess, as a user runs
 it; the numbers come from the sweep folder's sweep.csv and the trials' metrics.csv.
 
 - tpe: on the digits data (configs/digits.yaml, 20 epochs), `method: tpe` sweeps (seeds 0, 1
-  and 2; each compared on its own) against three `method: random` sweeps (seeds 0, 1, 2) of
-  the same space: optimizer.lr log-uniform, the hidden layer's width, its L2 factor
-  log-uniform, the batch size; 30 trials each. Best val_loss of each, and after the first
+  and 2 or --tpe-seeds; each compared on its own, and their median) against the median of
+  `method: random` sweeps (seeds 0, 1, 2 or --random-seeds) of the same space: optimizer.lr
+  log-uniform, the hidden layer's width, its L2 factor log-uniform, the batch size; 30 trials
+  each. Best val_loss of each, and after the first
   third and two thirds of the trials.
 - prune: one random sweep (fixed seed, no early stopping in the config, so every trial has
   the same epoch budget) without and with `early_terminate: {type: median, min_epochs: 5}`:
@@ -262,11 +264,12 @@ def f4(x: float | None) -> str:
 
 # ---- 1. tpe against random ----------------------------------------------------------------
 
-def bench_tpe(work: Path, trials: int, epochs: int, tpe_seeds: list[int]) -> dict:
+def bench_tpe(work: Path, trials: int, epochs: int, tpe_seeds: list[int],
+              random_seeds: list[int]) -> dict:
     config = base_config(work, DIGITS, epochs)
     runs = work / "runs"
     runs.mkdir(exist_ok=True)
-    sweeps = [("tpe", s) for s in tpe_seeds] + [("random", s) for s in (0, 1, 2)]
+    sweeps = [("tpe", s) for s in tpe_seeds] + [("random", s) for s in random_seeds]
     results = {}
     for method, seed in sweeps:
         name = f"{method}-seed{seed}"
@@ -285,8 +288,9 @@ def bench_tpe(work: Path, trials: int, epochs: int, tpe_seeds: list[int]) -> dic
               f" | {top['trial']}: {params_text(top)} | "
               + ", ".join(f"{n} {s}" for s, n in statuses(r["rows"]).items())
               + f" | {r['wall']:.0f} s |")
-    random_bests = [best(results[f"random-seed{s}"]["rows"]) for s in (0, 1, 2)]
+    random_bests = [best(results[f"random-seed{s}"]["rows"]) for s in random_seeds]
     median_random = statistics.median(random_bests)
+    tpe_bests = [best(results[f"tpe-seed{s}"]["rows"]) for s in tpe_seeds]
     verdicts = {}
     print()
     for seed in tpe_seeds:
@@ -296,6 +300,9 @@ def bench_tpe(work: Path, trials: int, epochs: int, tpe_seeds: list[int]) -> dic
               f"{median_random:.4f} ({', '.join(f4(b) for b in random_bests)}): "
               f"{'at least as good' if verdicts[seed] else 'worse'} "
               f"({(tpe_best / median_random - 1) * 100:+.1f}%)")
+    print(f"\ntpe, {len(tpe_seeds)} seeds: median {statistics.median(tpe_bests):.4f}, "
+          f"{sum(verdicts.values())} of {len(tpe_seeds)} at least as good as the median of "
+          f"the random bests; random, {len(random_seeds)} seeds: median {median_random:.4f}")
     return {"trials": trials, "epochs": epochs, "marks": marks,
             "sweeps": {k: strip(v) for k, v in results.items()},
             "random_bests": random_bests, "median_random": median_random,
@@ -575,6 +582,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tpe-seeds",
                         help="tpe sweeps to run, comma-separated seeds (default 0,1,2; "
                              "--quick: 0)")
+    parser.add_argument("--random-seeds", default="0,1,2",
+                        help="random sweeps to run, comma-separated seeds (default 0,1,2)")
     parser.add_argument("--keep", type=Path, help="keep the sweep folders here")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
@@ -592,7 +601,9 @@ def main(argv: list[str] | None = None) -> int:
             (work / "tpe").mkdir()
             results["tpe"] = bench_tpe(work / "tpe", trials=12 if quick else 30,
                                        epochs=10 if quick else 20,
-                                       tpe_seeds=[int(s) for s in seeds.split(",")])
+                                       tpe_seeds=[int(s) for s in seeds.split(",")],
+                                       random_seeds=[int(s) for s in
+                                                     args.random_seeds.split(",")])
         if "prune" in targets:
             (work / "prune").mkdir()
             results["prune"] = [
