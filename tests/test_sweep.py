@@ -148,6 +148,33 @@ def test_a_sweep_parses_its_training_file_once_for_all_its_trials(tmp_path):
     assert len(read_csv(folder / "sweep.csv")) == 4
 
 
+def test_a_trial_killed_by_the_pruners_signal_as_it_finished_keeps_its_result(tmp_path):
+    """The pruner's SIGTERM can reach a trial after its last epoch, when its handler is gone:
+    the process dies (exit -15) but its summary says completed; the sweep ranks it by that
+    summary's metric instead of calling it failed."""
+    import optuna
+    import nnctl
+    from nnctl.sweep.runner import Follower
+    from nnctl.sweep.table import Outcome, Trial
+
+    sweep = load_sweep(write_sweep(tmp_path, GRID))
+    run = nnctl.train(tmp_path / "base.yaml", runs_dir=tmp_path / "runs")
+    outcome = Outcome(Trial(1, sweep.trials[0].params), status="failed",
+                      error="exit code -15", run_dir=str(run.path))
+    follower = Follower(optuna.create_study().ask(), outcome, tmp_path, sweep)
+    follower.pruned = True
+    follower.settle_late_stop()
+    assert (outcome.status, outcome.error, follower.pruned) == ("completed", "", False)
+    assert outcome.value == run.summary["best"]["val_loss"]
+    assert outcome.epochs == run.summary["epochs_run"] == 4
+
+    (run.path / "summary.json").unlink()  # stopped before its summary: pruned part-way
+    outcome.status = "failed"
+    follower.pruned = True
+    follower.settle_late_stop()
+    assert (outcome.status, follower.pruned) == ("interrupted", True)
+
+
 def test_a_failed_trial_does_not_stop_the_others(tmp_path):
     """A learning rate that passes the schema but makes training diverge: that trial fails
     (exit 4 for the sweep), the others complete."""

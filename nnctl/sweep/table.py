@@ -42,6 +42,16 @@ def metric_value(summary: dict, metric: str) -> Optional[float]:
     return float(found) if isinstance(found, (int, float)) else None
 
 
+def read_summary_into(outcome: Outcome, summary: dict, metric: str) -> None:
+    """A trial's status, epochs, time and metric from its run's summary."""
+    outcome.status = str(summary.get("status", "failed"))
+    outcome.run_dir = str(summary.get("run_dir", "")) or outcome.run_dir
+    outcome.epochs = summary.get("epochs_run")
+    outcome.seconds = summary.get("wall_seconds")
+    outcome.value = metric_value(summary, metric)
+    outcome.error = ""
+
+
 def read_outcome(outcome: Outcome, returncode: int, stdout: str, stderr: str,
                  metric: str) -> None:
     """Fill an outcome from a finished `nnctl train --json` process."""
@@ -53,11 +63,7 @@ def read_outcome(outcome: Outcome, returncode: int, stdout: str, stderr: str,
         except json.JSONDecodeError:
             pass
     if summary:
-        outcome.status = str(summary.get("status", "failed"))
-        outcome.run_dir = str(summary.get("run_dir", ""))
-        outcome.epochs = summary.get("epochs_run")
-        outcome.seconds = summary.get("wall_seconds")
-        outcome.value = metric_value(summary, metric)
+        read_summary_into(outcome, summary, metric)
     else:
         outcome.status = "failed"
         if lines and Path(lines[0]).is_dir():
