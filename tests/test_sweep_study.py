@@ -539,6 +539,13 @@ def test_median_pruning_stops_bad_trials_which_can_be_resumed(background):
     for row in rows:
         expected = TrialState.PRUNED if row["status"] == "pruned" else TrialState.COMPLETE
         assert states[int(row["trial"])] == expected
+    # every epoch each trial trained is in the study (a running trial reports only its newest
+    # epoch at a time; the ones in between follow when it ends)
+    run_dirs = {int(r["trial"]): root / r["run_dir"] for r in rows}
+    for trial in study.get_trials():
+        epochs = read_csv(run_dirs[trial.user_attrs["trial"]] / "metrics.csv")
+        assert trial.intermediate_values == {int(e["epoch"]): float(e["val_loss"])
+                                             for e in epochs}
 
     table = nnctl("runs", "list", "--runs-dir", folder, cwd=root)
     assert table.code == 0, table.stderr

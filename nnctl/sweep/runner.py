@@ -370,6 +370,7 @@ class Follower:
         self.epoch = 0
         self.pruned = False
         self.seen_size = -1  # metrics.csv's size when it was last read
+        self.unreported: list[tuple[float, int]] = []  # (value, epoch) not yet in the study
 
     def run_dir(self) -> Optional[Path]:
         if not self.outcome.run_dir:
@@ -381,32 +382,49 @@ class Follower:
         return Path(self.outcome.run_dir)
 
     def follow(self, prune: bool = True) -> bool:
-        """Report the epochs written since the last call; True when the trial should stop."""
-        run_dir = self.run_dir()
-        if run_dir is None:
-            return False
-        try:
-            size = (run_dir / "metrics.csv").stat().st_size
-        except OSError:
-            return False
-        if size == self.seen_size:
-            return False  # no new epoch
-        self.seen_size = size
-        try:
-            rows = read_metrics(run_dir, whole_lines=True)  # not a row being appended
-        except UserError:
-            return False  # tampered with: the trial's own process reports it
-        new = [row for row in rows if row.get("epoch", 0) > self.epoch]
+        """Report the epochs written since the last call; True when the trial should stop.
+        With `prune` false (the trial has ended), report every epoch not reported yet."""
+        new = self.new_rows()
         for row in new:
             value = row.get(self.sweep.metric)
             if isinstance(value, (int, float)) and value == value:
-                self.trial.report(float(value), int(row["epoch"]))
+                self.unreported.append((float(value), int(row["epoch"])))
             self.epoch = int(row["epoch"])
+        # Each report is a locked, fsynced append to the study's journal, and epochs can be
+        # faster than that: while the trial runs, only its newest epoch is reported, in time
+        # for the pruner; the ones in between follow when it ends (other trials are judged
+        # against a finished trial's value at every epoch).
+        if not prune:
+            due, self.unreported = self.unreported, []
+        elif new:
+            due, self.unreported = self.unreported[-1:], self.unreported[:-1]
+        else:
+            due = []
+        for value, epoch in due:
+            self.trial.report(value, epoch)
         last = self.epoch >= int(self.outcome.trial.params.get("training.epochs", self.epochs))
         if prune and new and not last and not self.pruned and \
                 self.sweep.spec.early_terminate is not None and self.trial.should_prune():
             self.pruned = True
         return self.pruned and prune and bool(new)
+
+    def new_rows(self) -> list[dict]:
+        """metrics.csv's rows past the last epoch seen; [] when it has not grown."""
+        run_dir = self.run_dir()
+        if run_dir is None:
+            return []
+        try:
+            size = (run_dir / "metrics.csv").stat().st_size
+        except OSError:
+            return []
+        if size == self.seen_size:
+            return []
+        self.seen_size = size
+        try:
+            rows = read_metrics(run_dir, whole_lines=True)  # not a row being appended
+        except UserError:
+            return []  # tampered with: the trial's own process reports it
+        return [row for row in rows if row.get("epoch", 0) > self.epoch]
 
     def settle_late_stop(self) -> None:
         """The pruner's SIGTERM came as training ended, after the trial's handler was gone,
