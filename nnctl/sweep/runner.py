@@ -382,8 +382,9 @@ class Follower:
         return Path(self.outcome.run_dir)
 
     def follow(self, prune: bool = True) -> bool:
-        """Report the epochs written since the last call; True when the trial should stop.
-        With `prune` false (the trial has ended), report every epoch not reported yet."""
+        """Report the epochs written since the last call; True when the pruner has just
+        rejected the trial. With `prune` false (it has ended), report every epoch not
+        reported yet."""
         new = self.new_rows()
         for row in new:
             value = row.get(self.sweep.metric)
@@ -406,7 +407,8 @@ class Follower:
         if prune and new and not last and not self.pruned and \
                 self.sweep.spec.early_terminate is not None and self.trial.should_prune():
             self.pruned = True
-        return self.pruned and prune and bool(new)
+            return True
+        return False  # told once: a second SIGTERM could land after the trial's handler is gone
 
     def new_rows(self) -> list[dict]:
         """metrics.csv's rows past the last epoch seen; [] when it has not grown."""
@@ -434,8 +436,9 @@ class Follower:
             summary = read_summary(Path(self.outcome.run_dir)) if self.outcome.run_dir else None
         except UserError:
             summary = None
-        if summary is not None and summary.get("status") in FINISHED:
+        if summary is not None:
             read_summary_into(self.outcome, summary, self.sweep.metric)
+        if self.outcome.status in FINISHED:
             self.pruned = False
         else:
             self.outcome.status, self.outcome.error = "interrupted", ""
