@@ -22,9 +22,11 @@ it; the numbers come from the sweep folder's sweep.csv and the trials' metrics.c
   the median rule first held for each pruned trial. The same seed gives both sweeps the same
   trials, and a trial that is not pruned trains the same way in both (seeded, one thread
   each). Two data sets: the waveforms (configs/waveforms_rnn.yaml, an rnn layer: epochs of a
-  tenth of a second and more) and the digits (epochs of a few hundredths of a second, shorter
-  than the sweep's 0.5 s between two reads of a trial's metrics.csv). A third sweep with
-  `{type: hyperband, min_epochs: 5}` is shown for comparison.
+  tenth of a second and more) and the digits (epochs of a few milliseconds, shorter than it
+  takes the sweep to notice a new epoch and ask the pruner). A third sweep with
+  `{type: hyperband, min_epochs: 5}` is shown for comparison. --prune-trials sets the number
+  of trials (30; the median rule prunes nothing until 5 trials have completed, so larger
+  sweeps prune a larger share).
 - cache: a grid of 8 one-epoch trials on the 60,000 x 784 CSV of bench_mnist_like.py (reused
   from benchmarks/.cache/ when it is there). Each trial process times its own `read_csv` and
   `load_training_data` calls, wall and CPU (a sitecustomize.py put on the trials' PYTHONPATH
@@ -411,7 +413,7 @@ def bench_prune(work: Path, data: str, trials: int, epochs: int, min_epochs: int
     print(f"an epoch took {statistics.median(per_epoch) * 1000:.0f} ms of a trial's wall time "
           f"(median over the unpruned trials, {min(per_epoch) * 1000:.0f}-"
           f"{max(per_epoch) * 1000:.0f} ms; the epoch, its metrics row and checkpoint); the "
-          f"sweep reads each running trial's metrics.csv every 0.5 s, and a trial told to stop "
+          f"sweep looks at each running trial's metrics.csv every 0.02 s, and a trial told to stop "
           f"(SIGTERM) stops after its current batch.")
     print(f"MedianPruner prunes only once {N_STARTUP_TRIALS} trials have completed "
           f"(n_startup_trials) and compares with completed trials only; the least any sweep of "
@@ -582,6 +584,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tpe-seeds",
                         help="tpe sweeps to run, comma-separated seeds (default 0,1,2; "
                              "--quick: 0)")
+    parser.add_argument("--prune-trials", type=int, help="trials of each pruning sweep "
+                        "(default 30; --quick: 12)")
     parser.add_argument("--random-seeds", default="0,1,2",
                         help="random sweeps to run, comma-separated seeds (default 0,1,2)")
     parser.add_argument("--keep", type=Path, help="keep the sweep folders here")
@@ -607,7 +611,8 @@ def main(argv: list[str] | None = None) -> int:
         if "prune" in targets:
             (work / "prune").mkdir()
             results["prune"] = [
-                bench_prune(work / "prune", data, trials=12 if quick else 30,
+                bench_prune(work / "prune", data,
+                            trials=args.prune_trials or (12 if quick else 30),
                             epochs=10 if quick else epochs, min_epochs=5)
                 for data, epochs in ([("waveforms", 10)] if quick else
                                      [("waveforms", 20), ("digits", 30)])]
