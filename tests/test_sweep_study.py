@@ -276,7 +276,7 @@ class Pruning:
 def pruning_sweep(root: Path) -> Pruning:
     setup(root, PRUNED, epochs=PRUNED_EPOCHS)
     # Saved every epoch, a trial takes long enough for the sweep (which reads metrics.csv
-    # every 0.2 s) to prune it before its last epoch; by training time it could end first.
+    # every 0.02 s) to prune it before its last epoch; by training time it could end first.
     base = root / "base.yaml"
     text = base.read_text()
     assert "batch_size: 16}" in text
