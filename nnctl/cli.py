@@ -8,6 +8,7 @@ Heavy modules (numpy, pandas) are imported inside the commands so `nnctl --help`
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -389,6 +390,12 @@ def sweep(
 
 
 def main() -> None:
+    # NumPy marks each large array for huge pages (madvise). Where the kernel then compacts
+    # memory to find them at the first touch (transparent_hugepage/defrag "madvise", as on many
+    # VMs), new arrays stall: on the 60,000 x 784 CSVs, `nnctl train` spent twice the system
+    # time and 0.3-0.6 s more (numpy/numpy#31590). NumPy reads this when it is imported, later
+    # than here; a user's own setting wins.
+    os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
     app()
 
 

@@ -736,3 +736,30 @@ def test_set_paths_and_command_line_paths_are_relative_to_the_current_folder(tmp
     resumed = nnctl_process("train", "--resume", relative_run, "--quiet", cwd=work)
     assert resumed.returncode == 0, resumed.stderr
     assert work / resumed.stdout.splitlines()[0] == run_dir  # printed as given: runs/...
+
+
+MADVISE = """
+import sys
+from nnctl import cli
+sys.argv = ["nnctl", "--version"]
+try:
+    cli.main()
+except SystemExit:
+    pass
+import numpy
+print(numpy._core.multiarray._get_madvise_hugepage())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="huge pages are Linux's")
+@pytest.mark.parametrize("setting, expected", [(None, "False"), ("1", "True")])
+def test_the_command_asks_numpy_for_no_huge_pages_unless_the_user_did(setting, expected):
+    """NumPy's madvise for huge pages stalls first touches of new arrays where the kernel
+    compacts memory to find them; the command line turns it off, a user's setting wins."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    if setting is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = setting
+    done = subprocess.run([sys.executable, "-c", MADVISE], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == expected
