@@ -30,8 +30,8 @@ from .spec import Sweep, Trial, load_sweep
 from .table import FINISHED, Outcome, rank, read_outcome, read_summary_into, sweep_csv
 
 EXIT_TRIALS_FAILED = 4  # 1 is an internal error, 2 a bad sweep file, 3 a diverged `train`
-# How often a running trial's metrics.csv is looked at (a stat; it is read when it grew). Small
-# epochs are fast: with 0.2 s, digits' 15 ms epochs ran on 10-25 epochs past the pruner's "stop".
+# How often a running trial's metrics.csv is looked at (a stat; it is read when it grew): often
+# enough that a trial of epochs of a few milliseconds stops near the epoch the pruner rejects.
 POLL_SECONDS = 0.02
 CACHE = "cache"         # the parsed training data, shared by the trials (see nnctl.data.cache)
 
