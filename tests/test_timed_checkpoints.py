@@ -359,8 +359,8 @@ def test_resume_cuts_rows_past_the_checkpoint_and_a_line_cut_short(tmp_path):
                                   "4,0.2,0.6,0"])
 def test_the_sweep_follower_reports_only_whole_rows(tmp_path, tail):
     """A sweep reads a trial's metrics.csv while the trial appends to it: a row cut short
-    (the write in progress) is never reported with a wrong value, and every epoch is
-    reported once, with its value, when its line is complete."""
+    (the write in progress) is never reported with a wrong value; while the trial runs its
+    newest whole row is reported, and when it ends every epoch has been, once."""
     from nnctl.sweep.runner import Follower
 
     header_and_rows = ("epoch,train_loss,val_loss,seconds\n1,0.5,0.9,0.1\n2,0.4,0.8,0.1\n"
@@ -375,10 +375,12 @@ def test_the_sweep_follower_reports_only_whole_rows(tmp_path, tail):
                             spec=SimpleNamespace(early_terminate=None))
     follower = Follower(trial, outcome, tmp_path, sweep)
     follower.follow()
-    assert all(truth[step] == value for step, value in reported), reported
+    assert reported == [(3, 0.7)]
     (tmp_path / "metrics.csv").write_text(header_and_rows + "4,0.2,0.6,0.1\n")
     follower.follow()
-    assert reported == sorted(truth.items())
+    assert reported == [(3, 0.7), (4, 0.6)]
+    follower.follow(prune=False)  # the trial has ended
+    assert sorted(reported) == sorted(truth.items()) and len(reported) == len(truth)
 
 
 # ---- the setting --------------------------------------------------------------------------------
