@@ -12,6 +12,7 @@ import signal
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -92,6 +93,27 @@ def kill_9(proc) -> None:
     assert proc.returncode == -signal.SIGKILL
 
 
+def interrupt(proc) -> None:
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+
+
+def stop_when(proc, runs: Path, condition, stop=kill_9) -> Path:
+    """Watch the one run being written below `runs` until `condition(run)` holds, then `stop`
+    its process; return the run."""
+    def found() -> Optional[Path]:
+        files = list(runs.glob("*/metrics.csv"))
+        return files[0].parent if files else None
+
+    try:
+        watch(proc, lambda: found() is not None and condition(found()))
+        stop(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return found()
+
+
 # ---- kill -9 between saves, then resume --------------------------------------------------------
 
 def test_kill_9_before_the_first_save_resumes_from_the_start(tmp_path):
@@ -101,20 +123,7 @@ def test_kill_9_before_the_first_save_resumes_from_the_start(tmp_path):
     reference = reference_run(config, tmp_path / "reference")
 
     victim = popen_nnctl("train", config, "--runs-dir", tmp_path / "runs", "--quiet")
-    try:
-        run = None
-
-        def some_rows():
-            nonlocal run
-            found = list((tmp_path / "runs").glob("*/metrics.csv"))
-            run = found[0].parent if found else None
-            return run is not None and rows_written(run) >= 5
-
-        watch(victim, some_rows)
-        kill_9(victim)
-    finally:
-        if victim.poll() is None:
-            victim.kill()
+    run = stop_when(victim, tmp_path / "runs", lambda run: rows_written(run) >= 5)
     assert last_epoch(run) is None and not (run / "checkpoints" / "last.npz").exists()
     assert rows_written(run) >= 5 and not (run / "summary.json").exists()
 
@@ -142,34 +151,14 @@ def test_kill_9_between_two_saves_resumes_bit_identical(tmp_path, early):
         assert state["early_stopping"]["best_epoch"] != state["best_epoch"], state
 
     first = popen_nnctl("train", config, "--runs-dir", tmp_path / "runs", "--quiet")
-    try:
-        run = None
-
-        def rows(n):
-            def enough():
-                nonlocal run
-                found = list((tmp_path / "runs").glob("*/metrics.csv"))
-                run = found[0].parent if found else None
-                return run is not None and rows_written(run) >= n
-            return enough
-
-        watch(first, rows(stopped // 4))
-        first.send_signal(signal.SIGINT)
-        first.communicate(timeout=60)
-    finally:
-        if first.poll() is None:
-            first.kill()
+    run = stop_when(first, tmp_path / "runs", lambda run: rows_written(run) >= stopped // 4,
+                    stop=interrupt)
     assert first.returncode == 130
     saved = last_epoch(run)
     assert saved is not None and saved < stopped - 4
 
     second = popen_nnctl("train", "--resume", run, "--quiet")
-    try:
-        watch(second, rows(saved + 4))
-        kill_9(second)
-    finally:
-        if second.poll() is None:
-            second.kill()
+    stop_when(second, tmp_path / "runs", lambda run: rows_written(run) >= saved + 4)
     assert last_epoch(run) == saved, "no save was due: last is the signal's"
     assert rows_written(run) > saved + 3, "rows past the checkpoint are on disk"
     for stem in ("last", "best"):
@@ -186,21 +175,12 @@ def test_kill_9_between_timed_saves_resumes_bit_identical(tmp_path):
     config = long_config(tmp_path, every_seconds=0.2)
     reference = reference_run(config, tmp_path / "reference")
     victim = popen_nnctl("train", config, "--runs-dir", tmp_path / "runs", "--quiet")
-    try:
-        run = None
 
-        def past_a_save():
-            nonlocal run
-            found = list((tmp_path / "runs").glob("*/metrics.csv"))
-            run = found[0].parent if found else None
-            saved = last_epoch(run) if run else None
-            return saved is not None and rows_written(run) >= saved + 2
+    def past_a_save(run: Path) -> bool:
+        saved = last_epoch(run)
+        return saved is not None and rows_written(run) >= saved + 2
 
-        watch(victim, past_a_save)
-        kill_9(victim)
-    finally:
-        if victim.poll() is None:
-            victim.kill()
+    run = stop_when(victim, tmp_path / "runs", past_a_save)
     saved = last_epoch(run)
     assert rows_written(run) > saved, "killed between two saves"
     resumed = run_nnctl("train", "--resume", run, "--quiet", timeout=120)
