@@ -363,6 +363,24 @@ def test_the_sweep_follower_reports_only_whole_rows(tmp_path, tail):
     assert sorted(reported) == sorted(truth.items()) and len(reported) == len(truth)
 
 
+def test_the_sweep_follower_asks_to_stop_a_trial_once(tmp_path):
+    """The pruner's rejection is told once: a second SIGTERM could reach the trial after its
+    handler is gone (as it saves and exits) and kill it before its summary."""
+    from nnctl.sweep.runner import Follower
+
+    header = "epoch,train_loss,val_loss,seconds\n"
+    (tmp_path / "metrics.csv").write_text(header + "1,0.5,0.9,0.1\n")
+    trial = SimpleNamespace(report=lambda value, step: None, should_prune=lambda: True,
+                            set_user_attr=lambda *a: None)
+    outcome = SimpleNamespace(run_dir=str(tmp_path), trial=SimpleNamespace(params={}))
+    sweep = SimpleNamespace(epochs=10, metric="val_loss",
+                            spec=SimpleNamespace(early_terminate=SimpleNamespace()))
+    follower = Follower(trial, outcome, tmp_path, sweep)
+    assert follower.follow() is True and follower.pruned
+    (tmp_path / "metrics.csv").write_text(header + "1,0.5,0.9,0.1\n2,0.4,0.8,0.1\n")
+    assert follower.follow() is False and follower.pruned  # a row written while it stops
+
+
 # ---- the setting --------------------------------------------------------------------------------
 
 def test_every_seconds_defaults_to_10_and_must_be_a_finite_number_of_0_or_more(tmp_path):
