@@ -277,3 +277,74 @@ def test_training_steps_give_the_same_weights_with_and_without_helpers(with_thre
         results.append(model.state_dict())
     for key in results[0]:
         np.testing.assert_array_equal(results[0][key], results[1][key], err_msg=key)
+
+
+# ---- the data layer's pieces ---------------------------------------------------------------
+
+def load_with(tmp_path, frame, threads_count: int, helpers: int = 1, **data):
+    """load_training_data of `frame` (classification of y) computed on `threads_count` threads,
+    the pieces shared with `helpers` helper threads."""
+    from nnctl.config import load_config
+    from nnctl.data import load_training_data
+    from cli_helpers import write_config
+
+    csv = tmp_path / "train.csv"
+    frame.to_csv(csv, index=False)
+    config = load_config(write_config(tmp_path / "config.yaml", {
+        "seed": 0, "data": {"train": str(csv), "validation": 0.2, "target": "y", **data},
+        "model": {"layers": [{"type": "dense", "units": 3, "activation": "softmax"}]},
+        "loss": "categorical_crossentropy"}))
+    threads.configure(threads_count)
+    if threads_count > 1:
+        threads._team = threads.Team(helpers)
+    return load_training_data(config.data, config.task, np.random.default_rng(0),
+                              np.dtype(config.dtype))
+
+
+def wide_frame(rows: int, blanks: bool) -> "pd.DataFrame":
+    """130 numeric columns (integers and floats, some with blanks) and a label."""
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    columns = {}
+    for j in range(130):
+        values = (rng.integers(-50, 50, rows) if j % 2 else rng.normal(j, 1 + j, rows))
+        if blanks and j % 7 == 0:
+            values = values.astype(float)
+            values[rng.random(rows) < 0.1] = np.nan
+        columns[f"c{j}"] = values
+    return pd.DataFrame({**columns, "y": rng.integers(0, 3, rows)})
+
+
+@pytest.mark.parametrize("blanks", [False, True])  # the one-block path; a column at a time
+@pytest.mark.parametrize("scale", ["standard", "minmax"])
+def test_the_data_layer_gives_the_same_bits_on_one_thread_and_on_two(with_threads, tmp_path,
+                                                                    blanks, scale):
+    """Column fits and scaling run as pieces shared among the threads: the arrays and the
+    fitted preprocessing are the same bits with a helper and without threads."""
+    frame = wide_frame(3000, blanks)
+    one, two = (load_with(tmp_path, frame, count, scale=scale) for count in (1, 2))
+    assert json.dumps(two.preprocessing.to_dict()) == json.dumps(one.preprocessing.to_dict())
+    for split in ("train", "validation"):
+        np.testing.assert_array_equal(getattr(two, split).x, getattr(one, split).x)
+    assert any(c.indicator for c in one.preprocessing.columns) == blanks
+
+
+def test_problems_found_by_several_threads_come_in_column_order(with_threads, tmp_path):
+    """Bad cells in many numeric columns: each column's problem is found by whichever thread
+    fits it, and the error lists them in the file's column order, as one thread does."""
+    from nnctl.errors import DataError
+
+    frame = wide_frame(200, blanks=False).astype({f"c{j}": object for j in range(0, 130, 3)})
+    for j in range(0, 130, 3):
+        frame.loc[j % 50, f"c{j}"] = "oops"
+    messages = []
+    for count in (1, 2):
+        with pytest.raises(DataError) as error:
+            load_with(tmp_path, frame, count, helpers=1)
+        messages.append(str(error.value))
+    named = [line.split("column ")[1].split(":")[0] for line in messages[1].splitlines()
+             if "column" in line]
+    assert messages[1] == messages[0]
+    assert named == sorted(named, key=lambda name: int(name.strip("'c")))
+    assert len(named) >= 10

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ..errors import DataError
-from .columns import CATEGORICAL, COLUMN_TYPES, IGNORE, NUMERIC, TEXT_TYPES, Report, detect_type
 from ..config import label_text
+from ..errors import DataError
+from ..nn import threads
+from .columns import CATEGORICAL, COLUMN_TYPES, IGNORE, NUMERIC, TEXT_TYPES, Report, detect_type
 from .preprocessing import Dataset, Preprocessing, sorted_labels
 from .problems import MAX_PROBLEMS, cells, limit, lines_of
 from .reading import finite_columns, read_csv, read_table, require_columns
@@ -122,9 +124,13 @@ def _text_columns(spec) -> list[str]:
 def fit_columns(prep: Preprocessing, frame, path: Path, spec, notes: list[str]) -> dict:
     """Decide each feature's type (declared, else detected from the training split) and fit
     its encoder there; return the encodings of the split that cost something to make again
-    (text and dates). Undeclared columns that are left out are named in a note."""
-    report = Report(path, frame)
+    (text and dates). Undeclared columns that are left out are named in a note.
+
+    Numeric columns, most of a wide file, are fitted as pieces shared among nnctl's threads
+    (their medians and checks are NumPy work that releases the GIL), each into a report of its
+    own: the problems come out in column order whatever thread found them."""
     columns, ignored, encoded = [], {}, {}
+    reports, numeric = {}, []
     for name in prep.features:
         declared = spec.columns.get(name)
         if declared is not None:
@@ -135,19 +141,24 @@ def fit_columns(prep: Preprocessing, frame, path: Path, spec, notes: list[str]) 
             ignored[name] = why
             continue
         column = COLUMN_TYPES[kind](name)
-        options: dict[str, Any] = {}
+        columns.append(column)
+        report = reports[name] = Report(path, frame)
         if kind == NUMERIC:
             column.statistic = spec.missing
-        elif kind == CATEGORICAL and declared is not None:
+            numeric.append(partial(column.fit, frame[name], report, spec.missing_indicators))
+            continue
+        options: dict[str, Any] = {}
+        if kind == CATEGORICAL and declared is not None:
             column.encoding, column.l1, column.l2 = declared.encoding, declared.l1, declared.l2
             options = {"max_categories": declared.max_categories,
                        "min_frequency": declared.min_frequency, "dim": declared.dim}
         outputs = column.fit(frame[name], report, spec.missing_indicators, **options)
         if outputs is not None:
             encoded[name] = outputs
-        columns.append(column)
-    if report.problems:
-        raise DataError(limit(report.problems, path))
+    threads.run(numeric)
+    problems = [problem for report in reports.values() for problem in report.problems]
+    if problems:
+        raise DataError(limit(problems, path))
     undeclared = [name for name in ignored if name not in spec.columns]
     if undeclared:
         notes.append(f"{path}: not read: " + ", ".join(

@@ -10,13 +10,15 @@ codes per embedded column, which the model's embedding tables read.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
-from ..errors import DataError
 from ..config import label_text
+from ..errors import DataError
+from ..nn import threads
 from .columns import (
     CATEGORICAL, IGNORE, NUMERIC, TEXT_TYPES, Categorical, Numeric, Report, as_text,
     column_from_dict, column_to_dict,
@@ -145,35 +147,42 @@ class Preprocessing:
         of a float64 frame; integer columns are converted there, so no float64 copy of the
         whole input exists), with `fit` their statistics taken, then scaled SCALE_ROWS rows
         at a time into a small scratch block and divided straight into the result in its
-        dtype. Each value gets the same float64 operations as in one pass over the whole."""
+        dtype. Each value gets the same float64 operations as in one pass over the whole.
+        The column groups are independent pieces, shared among nnctl's threads (NumPy
+        releases the GIL for their arithmetic): the result is the same bits on any count."""
         table = frame[self.features]  # pandas selects lazily: nothing is copied here
         x = np.empty(table.shape, dtype=dtype)
-        offsets, spreads = [], []
-        finite = True
+        groups = [slice(first, first + SCALE_COLUMNS)
+                  for first in range(0, x.shape[1], SCALE_COLUMNS)]
+        parts = [table.iloc[:, columns] for columns in groups]  # pandas, on this thread
+        statistics: list = [None] * len(groups)
+        finite = [True] * len(groups)
+
+        def encode(i: int) -> None:
+            columns = groups[i]
+            values = parts[i].to_numpy(dtype=np.float64)
+            if fit:
+                offset, spread = statistics[i] = self._fit_block(values)
+            elif self.scale != "none":
+                offset = np.asarray(self.offset[columns])
+                spread = np.asarray(self.spread[columns])
+            scratch = np.empty((min(SCALE_ROWS, len(x)), values.shape[1]))
+            for start in range(0, len(x), SCALE_ROWS):
+                block = values[start:start + SCALE_ROWS]
+                out = x[start:start + SCALE_ROWS, columns]
+                if self.scale == "none":
+                    out[...] = block
+                else:
+                    centered = np.subtract(block, offset, out=scratch[:len(block)])
+                    np.divide(centered, spread, out=out, casting="same_kind")
+                finite[i] = finite[i] and bool(np.isfinite(out).all())  # while it is in cache
+
         with np.errstate(over="ignore", invalid="ignore"):  # too large: inf, named below
-            for first in range(0, x.shape[1], SCALE_COLUMNS):
-                columns = slice(first, first + SCALE_COLUMNS)
-                values = table.iloc[:, columns].to_numpy(dtype=np.float64)
-                if fit:
-                    offset, spread = self._fit_block(values)
-                    offsets.append(offset)
-                    spreads.append(spread)
-                elif self.scale != "none":
-                    offset = np.asarray(self.offset[columns])
-                    spread = np.asarray(self.spread[columns])
-                scratch = np.empty((min(SCALE_ROWS, len(x)), values.shape[1]))
-                for start in range(0, len(x), SCALE_ROWS):
-                    block = values[start:start + SCALE_ROWS]
-                    out = x[start:start + SCALE_ROWS, columns]
-                    if self.scale == "none":
-                        out[...] = block
-                    else:
-                        centered = np.subtract(block, offset, out=scratch[:len(block)])
-                        np.divide(centered, spread, out=out, casting="same_kind")
-                    finite = finite and bool(np.isfinite(out).all())  # while it is in cache
+            threads.run([partial(encode, i) for i in range(len(groups))])
         if fit:
-            self._set_scaler(np.concatenate(offsets), np.concatenate(spreads), frame, path)
-        if not finite:
+            self._set_scaler(np.concatenate([offset for offset, _ in statistics]),
+                             np.concatenate([spread for _, spread in statistics]), frame, path)
+        if not all(finite):
             check_in_range(x, frame, path, self.inputs)
         return self._shaped(x)
 

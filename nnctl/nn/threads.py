@@ -186,7 +186,7 @@ class Team:
 def run(pieces: Sequence[Callable[[], None]]) -> None:
     """Call every piece once, on the calling thread and the team's helpers."""
     global _team
-    if len(pieces) == 1 or _threads == 1:
+    if len(pieces) <= 1 or _threads == 1:
         for piece in pieces:
             piece()
         return
