@@ -88,6 +88,8 @@ def test_detection_rules(case):
 @pytest.mark.parametrize("values, fragment", [
     (series([0, 1], "Unnamed: 0"), "unnamed index column"),
     (series([None, None], dtype=object), "every cell is blank"),
+    (series([NAN, NAN, NAN]), "every cell is blank"),
+    (series([NAN, NAN, 2.5]), "numbers"),  # the first cell blank, a later one filled
     (series(["a"] * 4), "'a'"),
     (series(ids(25)), "25 distinct values in 25 rows"),
     (series(["2020-01-05", "2021-03-04", "2019-12-31"]), "%Y-%m-%d"),

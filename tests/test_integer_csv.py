@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, strategies as st
 from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from nnctl.config import load_config
 from nnctl.data import Preprocessing, load_training_data
-from nnctl.data.columns import Numeric, integer_median
+from nnctl.data.columns import Numeric, integer_median, median_in_place
 from nnctl.data.reading import CHUNK_ROWS, CSV_OPTIONS, _read_in_chunks
 from cli_helpers import train, write_config
 
@@ -159,6 +160,17 @@ def test_integer_columns_with_blanks_are_filled_as_scikit_learn_fills_them(tmp_p
         "extremes"])
 def test_the_integer_median_is_numpy_s_to_the_bit(values):
     assert integer_median(values).hex() == float(np.median(values.astype(np.float64))).hex()
+
+
+@given(st.lists(st.floats(allow_nan=False), min_size=1, max_size=60))
+def test_the_float_median_is_numpy_s_to_the_bit(values):
+    """Any finite or infinite float64 values (huge ones whose sum overflows, as np.median's
+    does; repeats), of odd and even counts. (Of equal zeros, either sign may be selected.)"""
+    numbers = np.array(values, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):  # both sum huge middle values
+        expected = float(np.median(numbers))
+        found = median_in_place(numbers.copy())
+    assert found.hex() == expected.hex() or found == expected == 0.0
 
 
 def test_integer_inputs_take_no_float64_copy_of_the_whole_matrix():

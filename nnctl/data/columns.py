@@ -74,7 +74,7 @@ def detect_type(values) -> tuple[str, str]:
 
     if UNNAMED_INDEX.fullmatch(str(values.name)):
         return IGNORE, "pandas' unnamed index column"
-    if values.count() == 0:
+    if every_cell_blank(values):
         return IGNORE, "every cell is blank"
     if is_bool_dtype(values.dtype):
         return BINARY, "true/false values"
@@ -97,6 +97,17 @@ def detect_type(values) -> tuple[str, str]:
         return IGNORE, (f"{len(distinct)} distinct values in {len(filled)} rows: an id, a name "
                         "or free text")
     return CATEGORICAL, "text"
+
+
+def every_cell_blank(values) -> bool:
+    """values.count() == 0, without a pass over a column of numbers whose first cell is filled
+    (NumPy integers cannot be blank): a wide numeric file has hundreds of them."""
+    kind = values.dtype.kind if isinstance(values.dtype, np.dtype) else None
+    if kind in ("i", "u"):
+        return False
+    if kind == "f" and not np.isnan(values.iloc[0]):
+        return False
+    return values.count() == 0
 
 
 def number_share(distinct: np.ndarray) -> float:
@@ -181,14 +192,14 @@ class Numeric(OneInput):
         encoders do: numbers cost nothing to read again when the inputs are built."""
         if isinstance(values.dtype, np.dtype) and values.dtype.kind in "iu":
             return self._fit_integers(values.to_numpy())
-        numbers = self.numbers(values, report)
+        numbers = self.numbers(values, report)  # a copy of its own, which the median reorders
         blank = np.isnan(numbers)
         self.blanks = int(blank.sum())
-        finite = numbers[~blank]  # a copy of its own, which the median may reorder
+        finite = numbers[~blank] if self.blanks else numbers
         if self.statistic == "mean" and finite.size:
             self.fill = float(finite.mean())
         elif self.statistic in ("median", "error") and finite.size:
-            self.fill = float(np.median(finite, overwrite_input=True))
+            self.fill = median_in_place(finite)
         else:
             self.fill = 0.0
         self.indicator = indicators and self.blanks > 0
@@ -262,6 +273,18 @@ def integer_median(ints: np.ndarray) -> float:
     else:
         a, b = (int(v) for v in np.partition(ints, middle)[middle])
     return float((np.float64(a) + np.float64(b)) / 2)
+
+
+def median_in_place(numbers: np.ndarray) -> float:
+    """np.median of float64 numbers without NaN, to the bit, reordering them: one selection of
+    the lower middle value, then the minimum above it (np.median selects both middle values
+    and the largest, the last to find a NaN), averaged in float64 as np.median does."""
+    n = len(numbers)
+    k = (n - 1) // 2
+    numbers.partition(k)
+    if n % 2:
+        return float(numbers[k])
+    return float((numbers[k] + numbers[k + 1:].min()) / 2)
 
 
 def _blanks(count: int, indicator: bool) -> str:

@@ -192,7 +192,8 @@ class Preprocessing:
         if self.scale == "standard":
             offset, spread = x.mean(axis=0), x.std(axis=0)
         else:
-            offset, spread = x.min(axis=0), x.max(axis=0) - x.min(axis=0)
+            low = x.min(axis=0)
+            offset, spread = low, x.max(axis=0) - low
         return offset, np.where(spread > 0, spread, 1.0)
 
     def _set_scaler(self, offset: np.ndarray, spread: np.ndarray, frame, path: Path) -> None:
