@@ -222,7 +222,10 @@ class Numeric(OneInput):
         from pandas.api.types import is_numeric_dtype
 
         if is_numeric_dtype(values.dtype):
-            numbers = values.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
+            # NumPy columns hold their blanks as NaN already (asking pandas for na_value costs
+            # a pass); pandas' nullable ones hold pd.NA
+            na = {} if isinstance(values.dtype, np.dtype) else {"na_value": np.nan}
+            numbers = values.to_numpy(dtype=np.float64, copy=True, **na)
             bad = np.isinf(numbers)
             if bad.any():
                 report.cells(self.name, bad, f"not a finite number ({numbers[bad][0]})",

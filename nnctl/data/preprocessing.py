@@ -116,13 +116,20 @@ class Preprocessing:
         """Units the output layer must have."""
         return len(self.classes) if self.task == "classification" else len(self.targets)
 
-    def plain(self, frame) -> bool:
-        """Whether every feature is a numeric column without blanks in `frame`, so the whole
-        input is one scaled block of the frame (the fast path)."""
+    def plain(self, frame, fitted: bool = False) -> bool:
+        """Whether every feature is a NumPy numeric column without blanks in `frame`, so the
+        whole input is one scaled block of the frame (the fast path). On the split the columns
+        were `fitted` on, the fits counted the blanks and refused other non-finite values, so
+        no pass over the values is needed."""
         from .reading import finite_columns
 
-        return (all(c.type == NUMERIC and not c.indicator for c in self.columns)
-                and finite_columns(frame, self.features) == self.features)
+        if not all(c.type == NUMERIC and not c.indicator for c in self.columns):
+            return False
+        if fitted:
+            dtypes = frame.dtypes[self.features]
+            return all(c.blanks == 0 for c in self.columns) and all(
+                isinstance(dtype, np.dtype) and dtype.kind in "iuf" for dtype in dtypes)
+        return finite_columns(frame, self.features) == self.features
 
     # ---- fitting and encoding -------------------------------------------------------------
 
@@ -131,7 +138,7 @@ class Preprocessing:
         """Fit the scaler on the training split while encoding it; return (x, notes).
         `encoded` holds the columns' encodings of the split made while fitting them."""
         self.offset, self.spread = [], []
-        if self.plain(frame):
+        if self.plain(frame, fitted=True):
             return self._encode_block(frame, path, dtype, fit=self.scale != "none"), []
         return self._encode_columns(frame, path, dtype, fit=True, encoded=encoded)
 
