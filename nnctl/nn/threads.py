@@ -1,7 +1,8 @@
 """How many threads nnctl computes with, and how work is shared among them.
 
 nnctl splits its own work: matrix products by rows (or by columns of the right operand) and
-element-wise updates into chunks, each piece computed by single-threaded BLAS or NumPy. The
+element-wise updates into chunks, each piece computed by single-threaded BLAS or NumPy (the
+data layer hands `run` its column fits and scaling the same way). The
 pieces of one product are fixed by its shape and the configured thread count alone, never by
 how busy the machine is; whichever threads are free take them. So a run's results are the
 same bits on an idle machine and a busy one, while a core taken by another process costs only
