@@ -1,4 +1,5 @@
-"""nnctl.nn.threads: the thread count, and element-wise updates split across threads."""
+"""nnctl.nn.threads: the thread count, element-wise updates and products split across threads,
+and the data layer's column fits and scaling shared among them."""
 
 import json
 import os
@@ -8,14 +9,18 @@ import contextvars
 import threading
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from nnctl.config import load_config
+from nnctl.data import load_training_data
+from nnctl.errors import DataError
 from nnctl.nn import threads
 from nnctl.nn.layers import Param
 from nnctl.nn.model import Sequential
 from nnctl.nn.losses import LOSSES
 from nnctl.nn.optim import OPTIMIZERS
-from cli_helpers import make_problem
+from cli_helpers import make_problem, write_config
 
 
 @pytest.fixture
@@ -284,10 +289,6 @@ def test_training_steps_give_the_same_weights_with_and_without_helpers(with_thre
 def load_with(tmp_path, frame, threads_count: int, helpers: int = 1, **data):
     """load_training_data of `frame` (classification of y) computed on `threads_count` threads,
     the pieces shared with `helpers` helper threads."""
-    from nnctl.config import load_config
-    from nnctl.data import load_training_data
-    from cli_helpers import write_config
-
     csv = tmp_path / "train.csv"
     frame.to_csv(csv, index=False)
     config = load_config(write_config(tmp_path / "config.yaml", {
@@ -301,10 +302,8 @@ def load_with(tmp_path, frame, threads_count: int, helpers: int = 1, **data):
                               np.dtype(config.dtype))
 
 
-def wide_frame(rows: int, blanks: bool) -> "pd.DataFrame":
+def wide_frame(rows: int, blanks: bool) -> pd.DataFrame:
     """130 numeric columns (integers and floats, some with blanks) and a label."""
-    import pandas as pd
-
     rng = np.random.default_rng(1)
     columns = {}
     for j in range(130):
@@ -333,8 +332,6 @@ def test_the_data_layer_gives_the_same_bits_on_one_thread_and_on_two(with_thread
 def test_problems_found_by_several_threads_come_in_column_order(with_threads, tmp_path):
     """Bad cells in many numeric columns: each column's problem is found by whichever thread
     fits it, and the error lists them in the file's column order, as one thread does."""
-    from nnctl.errors import DataError
-
     frame = wide_frame(200, blanks=False).astype({f"c{j}": object for j in range(0, 130, 3)})
     for j in range(0, 130, 3):
         frame.loc[j % 50, f"c{j}"] = "oops"
