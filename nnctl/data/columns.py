@@ -105,7 +105,7 @@ def every_cell_blank(values) -> bool:
     kind = values.dtype.kind if isinstance(values.dtype, np.dtype) else None
     if kind in ("i", "u"):
         return False
-    if kind == "f" and not np.isnan(values.iloc[0]):
+    if kind == "f" and len(values) and not np.isnan(values.iloc[0]):
         return False
     return values.count() == 0
 
