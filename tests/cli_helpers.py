@@ -93,6 +93,23 @@ def write_config(path: Path, config: dict) -> Path:
     return write_text(path, yaml.safe_dump(config, sort_keys=False))
 
 
+def load_frame(folder: Path, frame, dtype: str = "float64", **data):
+    """load_training_data on `frame` written as folder/train.csv, a classification of its
+    column y, nothing held out unless `data` says so; returns it and the CSV's path."""
+    from nnctl.config import load_config
+    from nnctl.data import load_training_data
+
+    csv_path = folder / "train.csv"
+    frame.to_csv(csv_path, index=False)
+    spec = {"train": str(csv_path), "validation": None, "target": "y", **data}
+    config = load_config(write_config(folder / "config.yaml", {
+        "seed": 0, "dtype": dtype, "data": spec,
+        "model": {"layers": [{"type": "dense", "units": 3, "activation": "softmax"}]},
+        "loss": "categorical_crossentropy"}))
+    return load_training_data(config.data, config.task, np.random.default_rng(0),
+                              np.dtype(config.dtype)), csv_path
+
+
 def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)

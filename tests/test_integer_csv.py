@@ -17,11 +17,10 @@ from hypothesis import given, strategies as st
 from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-from nnctl.config import load_config
-from nnctl.data import Preprocessing, load_training_data
+from nnctl.data import Preprocessing
 from nnctl.data.columns import Numeric, integer_median, median_in_place
 from nnctl.data.reading import CHUNK_ROWS, CSV_OPTIONS, _read_in_chunks
-from cli_helpers import train, write_config
+from cli_helpers import load_frame, train, write_config
 
 
 def integer_frame(rows: int, seed: int = 0) -> pd.DataFrame:
@@ -43,19 +42,6 @@ def integer_frame(rows: int, seed: int = 0) -> pd.DataFrame:
     })
 
 
-def load(tmp_path: Path, frame: pd.DataFrame, dtype: str = "float64", **data):
-    """load_training_data on `frame` written as a CSV (classification of y, nothing held out)."""
-    csv = tmp_path / "train.csv"
-    frame.to_csv(csv, index=False)
-    spec = {"train": str(csv), "validation": None, "target": "y", **data}
-    config = load_config(write_config(tmp_path / "config.yaml", {
-        "seed": 0, "dtype": dtype, "data": spec,
-        "model": {"layers": [{"type": "dense", "units": 3, "activation": "softmax"}]},
-        "loss": "categorical_crossentropy"}))
-    return load_training_data(config.data, config.task, np.random.default_rng(0),
-                              np.dtype(config.dtype)), csv
-
-
 def bits(values) -> list[str]:
     return [float(v).hex() for v in values]
 
@@ -64,7 +50,7 @@ def bits(values) -> list[str]:
 @pytest.mark.parametrize("scale", ["standard", "minmax", "none"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_integer_columns_give_the_inputs_of_their_float64_values(tmp_path, rows, scale, dtype):
-    data, csv = load(tmp_path, integer_frame(rows), dtype, scale=scale)
+    data, csv = load_frame(tmp_path, integer_frame(rows), dtype, scale=scale)
     if rows > 2 * CHUNK_ROWS:
         assert _read_in_chunks(pd, csv, CSV_OPTIONS) is not None
     frame = pd.read_csv(csv)
@@ -105,7 +91,7 @@ def test_integer_columns_give_the_inputs_of_their_float64_values(tmp_path, rows,
 
 def test_integers_beyond_float32_stay_exact_in_float64(tmp_path):
     frame = integer_frame(200)
-    data, _ = load(tmp_path, frame, "float64", scale="none")
+    data, _ = load_frame(tmp_path, frame, "float64", scale="none")
     inputs = data.preprocessing.inputs
     large = data.train.x[:, inputs.index("large")]
     assert np.array_equal(large.astype(np.int64), frame["large"].to_numpy())  # exact
@@ -123,7 +109,7 @@ def test_integer_columns_with_blanks_are_filled_as_scikit_learn_fills_them(tmp_p
     for name in ("pixel", "negative"):
         frame[name] = frame[name].astype("Int64")  # written as integers, with blank cells
         frame.loc[rng.choice(len(frame), 25, replace=False), name] = pd.NA
-    data, csv = load(tmp_path, frame, "float64", missing=missing)
+    data, csv = load_frame(tmp_path, frame, "float64", missing=missing)
     read = pd.read_csv(csv)
     assert read["pixel"].dtype.kind == "f" and read["large"].dtype.kind == "i"
     features = [c for c in read.columns if c != "y"]

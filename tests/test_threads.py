@@ -12,15 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnctl.config import load_config
-from nnctl.data import load_training_data
 from nnctl.errors import DataError
 from nnctl.nn import threads
 from nnctl.nn.layers import Param
 from nnctl.nn.model import Sequential
 from nnctl.nn.losses import LOSSES
 from nnctl.nn.optim import OPTIMIZERS
-from cli_helpers import make_problem, write_config
+from cli_helpers import load_frame, make_problem
 
 
 @pytest.fixture
@@ -287,19 +285,12 @@ def test_training_steps_give_the_same_weights_with_and_without_helpers(with_thre
 # ---- the data layer's pieces ---------------------------------------------------------------
 
 def load_with(tmp_path, frame, threads_count: int, helpers: int = 1, **data):
-    """load_training_data of `frame` (classification of y) computed on `threads_count` threads,
-    the pieces shared with `helpers` helper threads."""
-    csv = tmp_path / "train.csv"
-    frame.to_csv(csv, index=False)
-    config = load_config(write_config(tmp_path / "config.yaml", {
-        "seed": 0, "data": {"train": str(csv), "validation": 0.2, "target": "y", **data},
-        "model": {"layers": [{"type": "dense", "units": 3, "activation": "softmax"}]},
-        "loss": "categorical_crossentropy"}))
+    """load_training_data of `frame` (classification of y, 20% held out) computed on
+    `threads_count` threads, the pieces shared with `helpers` helper threads."""
     threads.configure(threads_count)
     if threads_count > 1:
         threads._team = threads.Team(helpers)
-    return load_training_data(config.data, config.task, np.random.default_rng(0),
-                              np.dtype(config.dtype))
+    return load_frame(tmp_path, frame, "float32", validation=0.2, **data)[0]
 
 
 def wide_frame(rows: int, blanks: bool) -> pd.DataFrame:
