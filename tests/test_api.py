@@ -108,6 +108,17 @@ def test_customers_file_has_what_predict_must_cope_with(runs):
     assert "outside the training categories" in result.stderr
 
 
+def test_nullable_number_columns_predict_as_their_float64_copies(runs):
+    """pandas' nullable Int64 and Float64 columns hold blanks as pd.NA, NumPy's float64 ones as
+    NaN: both are blanks, filled with the training fill."""
+    run = nnctl.load(runs["customers"].path)
+    frame = pd.read_csv(predict_file("customers"))
+    nullable = frame.astype({"age": "Int64", "monthly_spend": "Float64",
+                             "support_calls": "Int64"})
+    assert nullable["age"].isna().any() and nullable["monthly_spend"].isna().any()
+    pd.testing.assert_frame_equal(run.predict(nullable), run.predict(frame))
+
+
 def test_predict_keep_equals_cli_keep(runs):
     run = nnctl.load(runs["customers"].path)
     path = predict_file("customers")

@@ -223,7 +223,7 @@ class Numeric(OneInput):
 
         if is_numeric_dtype(values.dtype):
             # NumPy columns hold their blanks as NaN already (asking pandas for na_value costs
-            # a pass); pandas' nullable ones hold pd.NA
+            # a pass); pandas' nullable ones hold pd.NA, which pandas 2 converts only when told
             na = {} if isinstance(values.dtype, np.dtype) else {"na_value": np.nan}
             numbers = values.to_numpy(dtype=np.float64, copy=True, **na)
             bad = np.isinf(numbers)
