@@ -54,6 +54,15 @@ def test_small_arrays_are_not_split(with_threads):
     assert calls == [2 * threads.MIN_CHUNK - 1]
 
 
+def test_no_pieces_is_no_work(with_threads):
+    """A file without numeric columns hands the team no pieces: run returns at once (a job of
+    nothing would never be finished by anyone)."""
+    with_threads(2)
+    done = threading.Event()
+    threading.Thread(target=lambda: (threads.run([]), done.set()), daemon=True).start()
+    assert done.wait(10)
+
+
 def test_errstate_and_exceptions_reach_the_caller(with_threads):
     with_threads(2)
     big = np.full(4 * threads.MIN_CHUNK, 3e38, dtype=np.float32)
