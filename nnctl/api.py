@@ -49,7 +49,7 @@ from .runs import (
     epoch_checkpoints, open_run, read_metrics, read_summary, rng_state_from, versions,
 )
 from .trainer import Diverged, Trainer, evaluate
-from .nn import threads
+from .nn import denormals, threads
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -63,16 +63,19 @@ RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 @contextmanager
-def single_threaded_blas():
-    """BLAS held to one thread while nnctl computes (it shares each product's pieces among its
-    own threads), where NumPy was loaded before nnctl could set BLAS's variables."""
-    if not threads.blas_needs_holding():
-        yield
-        return
-    from threadpoolctl import threadpool_limits
+def computing():
+    """How nnctl computes, set for a block and undone after: denormal numbers flushed to zero
+    (nn/denormals.py: their slow path would set the pace), and BLAS held to one thread (nnctl
+    shares each product's pieces among its own threads) where NumPy was loaded before nnctl
+    could set BLAS's variables."""
+    with denormals.flushed():
+        if not threads.blas_needs_holding():
+            yield
+            return
+        from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
 
 
 def train(config: Union[PathLike, Mapping[str, Any]], overrides: Overrides = None,
@@ -244,7 +247,7 @@ class Run:
         """
         return predict(self._loaded, data, list(keep), threshold)
 
-    @single_threaded_blas()
+    @computing()
     def predict_proba(self, data: Data) -> np.ndarray:
         """Class probabilities, shape (rows, classes), columns in `run.classes` order (for
         several 0/1 targets: each one's probability of 1, in the config's target order).
@@ -824,7 +827,7 @@ def _announce(session: Session, run: RunRecorder, quiet: bool) -> None:
         print(f"\n{text}\n", file=sys.stderr)  # set apart from the column table and the bars
 
 
-@single_threaded_blas()
+@computing()
 def _fit(session: Session, run: RunRecorder, started: float, previous_seconds: float,
          quiet: bool = True) -> None:
     trainer, data, config = session.trainer, session.data, session.config
@@ -1007,7 +1010,7 @@ def checked_threshold(task: str, threshold: Optional[float]) -> float:
     return float(threshold)
 
 
-@single_threaded_blas()
+@computing()
 def evaluate_run(run_dir: Path, loaded: Loaded, data: Optional[Data],
                  threshold: Optional[float] = None) -> dict:
     """Loss and metrics of a loaded checkpoint on labelled data (by default the run's test
@@ -1084,7 +1087,7 @@ def _inputs(loaded: Loaded, data: Data, keep: Sequence[str] = ()):
     return x, frame
 
 
-@single_threaded_blas()
+@computing()
 def predict(loaded: Loaded, data: Data, keep: list[str] = (),
             threshold: Optional[float] = None) -> "pd.DataFrame":
     """Predictions for every row of data, in order, as the DataFrame `nnctl predict` writes."""

@@ -26,6 +26,8 @@ import sys
 import threading
 from typing import Callable, Optional, Sequence
 
+from . import denormals
+
 THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 # OpenBLAS's idle threads spin for 2**this many cycles before they sleep; by default (2**28)
 # they would spin through every optimizer update, on the core its second half needs. 2**4 is
@@ -168,7 +170,14 @@ class Team:
 
     def _serve(self) -> None:
         while (job := self.inbox.get()) is not None:
-            job.context.copy().run(job.work)
+            job.context.copy().run(self._work_on, job)
+
+    @staticmethod
+    def _work_on(job: Job) -> None:
+        """job.work(), run in a copy of the caller's context (np.errstate), with the caller's
+        treatment of denormal numbers."""
+        denormals.follow()
+        job.work()
 
     def run(self, pieces: Sequence[Callable[[], None]]) -> None:
         job = Job(pieces)
