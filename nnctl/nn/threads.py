@@ -144,7 +144,7 @@ class Job:
         self.lock = threading.Lock()
         self.finished = threading.Event()
         self.error: Optional[BaseException] = None
-        self.context = contextvars.copy_context()  # np.errstate, for the helpers
+        self.context = contextvars.copy_context()  # np.errstate and denormals.flushed()
 
     def work(self) -> None:
         while (i := next(self.taken)) < len(self.pieces):
@@ -246,7 +246,8 @@ def elementwise(func: Callable[..., None], arrays: Sequence) -> None:
 
     Only for element-wise work, where each element's result depends on that element alone:
     the result is then bit-for-bit the same however the arrays are split. Helper threads run
-    in a copy of the caller's context, so `np.errstate` carries over.
+    in a copy of the caller's context, so `np.errstate` carries over, and with its treatment of
+    denormal numbers (see denormals.py).
     """
     size = len(arrays[0])
     parts = min(_threads, size // MIN_CHUNK)
