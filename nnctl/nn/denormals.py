@@ -15,8 +15,8 @@ normal range is 0) and denormals-are-zero (such an input is read as 0). C's fege
 read and write it; a new thread starts with its creator's. `flushed()` sets both on the calling
 thread for a block and restores them after, so a program that uses nnctl keeps its own
 arithmetic; the threads that share nnctl's work take the caller's setting with each job
-(`follow`). Elsewhere (other processors, where denormals cost little, or other C libraries)
-nothing changes.
+(`follow`). On other platforms (ARM, whose cores mostly compute denormals at full speed;
+Windows) nothing changes.
 """
 
 from __future__ import annotations
