@@ -85,6 +85,8 @@ def test_training_keeps_adams_decaying_average_out_of_the_denormal_range(tmp_pat
 
     flushed = train("flushed")
     assert halved() == pytest.approx(TINY / 2)  # the caller's arithmetic is its own again
+    nnctl.load(next((tmp_path / "flushed").iterdir())).predict(tmp_path / "spike.csv")
+    assert halved() == pytest.approx(TINY / 2)  # after predicting too
     monkeypatch.setattr(denormals, "flushed", contextlib.nullcontext)
     ieee = train("ieee")  # the same run without the flush
 
