@@ -7,6 +7,7 @@ import subprocess
 import sys
 import contextvars
 import threading
+import time
 
 import numpy as np
 import pandas as pd
@@ -201,6 +202,41 @@ def test_each_thread_works_in_cache_sized_blocks_with_the_same_result(with_threa
     for whole, blocked in zip(*results):
         assert np.array_equal(whole, blocked)
 
+
+def test_sharing_keeps_whichever_way_was_faster_and_tries_again_later(with_threads):
+    """The optimizer's update is shared or done alone by timing both in turn. Here a call on
+    a helper takes 40 ms while the caller's takes 10 ms (as when the other core is slow to
+    wake or busy): the caller keeps the work. When the helper is as fast again, the next
+    trials choose to share. Sleeping releases the GIL, as NumPy's loops do."""
+    with_threads(2)
+    helper_ms = [40]
+    ran_on = []
+
+    def work(chunk):
+        on_helper = threading.current_thread() is not threading.main_thread()
+        ran_on.append(on_helper)
+        time.sleep((helper_ms[0] if on_helper else 10) / 1000)
+
+    sharing = threads.Sharing()
+    sharing.RETRY = 4 * threads.Sharing.TRIALS
+    arrays = [np.zeros(2 * threads.BLOCK)]  # two blocks: two pieces when shared
+
+    for _ in range(2 * sharing.TRIALS):
+        sharing(work, arrays)
+    assert any(ran_on) and not sharing.share  # the trials used the helper; alone was faster
+    ran_on.clear()
+    for _ in range(sharing.RETRY - 2 * sharing.TRIALS):
+        sharing(work, arrays)
+    assert not any(ran_on)
+
+    helper_ms[0] = 10
+    for _ in range(2 * sharing.TRIALS):
+        sharing(work, arrays)
+    assert sharing.share
+    ran_on.clear()
+    for _ in range(5):
+        sharing(work, arrays)
+    assert any(ran_on)
 
 # ---- matrix products shared among threads ------------------------------------------------------
 

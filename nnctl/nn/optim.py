@@ -91,6 +91,7 @@ class Optimizer:
         self._flat = None
         if flat_values is not None and flat_grads is not None:
             self._flat = (flat_values, flat_grads, *(f for f, _ in state + scratch))
+        self._sharing = threads.Sharing()
 
     @property
     def lr(self) -> float:
@@ -105,7 +106,7 @@ class Optimizer:
         # The flat path holds only while no Param has been given a new array since.
         if self._flat is not None and all(p.value is v and p.grad is g
                                           for p, (v, g) in zip(self.params, self._arrays)):
-            threads.elementwise(self.update, self._flat)
+            self._sharing(self.update, self._flat)
             return
         for p, rest in zip(self.params, self._each):
             self.update(p.value, p.grad, *rest)
