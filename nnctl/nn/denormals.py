@@ -28,7 +28,7 @@ import os
 import sys
 import threading
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Iterator
 
 FLUSH_BITS = 0x8040  # MXCSR bit 15, flush-to-zero, and bit 6, denormals-are-zero
 EXCEPTION_MASKS = 0x1F80  # set in every Python process: floating-point traps stay off
@@ -99,7 +99,7 @@ def flushed() -> Iterator[None]:
 def follow() -> None:
     """Take the setting of the context this runs in: a helper thread calls it in a copy of
     the caller's context before the caller's job."""
-    want: Optional[bool] = _flushing.get()
+    want = _flushing.get()
     if getattr(_thread, "flushing", None) is not want:
         if _access() is not None:
             _switch(FLUSH_BITS if want else 0)
