@@ -64,10 +64,11 @@ RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 @contextmanager
 def computing():
-    """How nnctl computes, set for a block and undone after: denormal numbers flushed to zero
-    (nn/denormals.py: their slow path would set the pace), and BLAS held to one thread (nnctl
-    shares each product's pieces among its own threads) where NumPy was loaded before nnctl
-    could set BLAS's variables."""
+    """How the model computes, set for a block and undone after: denormal numbers flushed to
+    zero (nn/denormals.py: their slow path would set the pace), and BLAS held to one thread
+    (nnctl shares each product's pieces among its own threads) where NumPy was loaded before
+    nnctl could set BLAS's variables. Reading data stays outside it, in IEEE arithmetic, as
+    training reads its files before it computes."""
     with denormals.flushed():
         if not threads.blas_needs_holding():
             yield
@@ -247,7 +248,6 @@ class Run:
         """
         return predict(self._loaded, data, list(keep), threshold)
 
-    @computing()
     def predict_proba(self, data: Data) -> np.ndarray:
         """Class probabilities, shape (rows, classes), columns in `run.classes` order (for
         several 0/1 targets: each one's probability of 1, in the config's target order).
@@ -258,7 +258,8 @@ class Run:
         if loaded.preprocessing.task == "regression":
             raise UserError(f"{self.path}: a regression run has no probabilities; use predict")
         x, _ = _inputs(loaded, data)
-        out = loaded.model.predict(x).astype(np.float64)
+        with computing():
+            out = loaded.model.predict(x).astype(np.float64)
         if loaded.preprocessing.task == "binary" and loaded.preprocessing.classes:
             return np.column_stack([1 - out[:, 0], out[:, 0]])
         return out
@@ -1010,7 +1011,6 @@ def checked_threshold(task: str, threshold: Optional[float]) -> float:
     return float(threshold)
 
 
-@computing()
 def evaluate_run(run_dir: Path, loaded: Loaded, data: Optional[Data],
                  threshold: Optional[float] = None) -> dict:
     """Loss and metrics of a loaded checkpoint on labelled data (by default the run's test
@@ -1025,11 +1025,12 @@ def evaluate_run(run_dir: Path, loaded: Loaded, data: Optional[Data],
         result["blank_targets"] = left_out
     if config.task == "binary":
         result["threshold"] = threshold
-    scores = evaluate(loaded.model, loss, dataset, config.task, threshold=threshold)
+    with computing():
+        scores = evaluate(loaded.model, loss, dataset, config.task, threshold=threshold)
+        probabilities = loaded.model.predict(dataset.x)
     # AUC is undefined (NaN) when the data holds one class: left out, as report() does
     result.update({name: value for name, value in scores.items()
                    if name not in ("auc", "f1") or math.isfinite(value)})
-    probabilities = loaded.model.predict(dataset.x)
     result.update(report(config.task, prep, probabilities, dataset.y, threshold))
     return result
 
@@ -1087,7 +1088,6 @@ def _inputs(loaded: Loaded, data: Data, keep: Sequence[str] = ()):
     return x, frame
 
 
-@computing()
 def predict(loaded: Loaded, data: Data, keep: list[str] = (),
             threshold: Optional[float] = None) -> "pd.DataFrame":
     """Predictions for every row of data, in order, as the DataFrame `nnctl predict` writes."""
@@ -1096,7 +1096,8 @@ def predict(loaded: Loaded, data: Data, keep: list[str] = (),
     prep = loaded.preprocessing
     threshold = checked_threshold(prep.task, threshold)
     x, frame = _inputs(loaded, data, keep)
-    out = loaded.model.predict(x).astype(np.float64)
+    with computing():
+        out = loaded.model.predict(x).astype(np.float64)
     # Predictions are named pred_<target>, so `--keep <target>` can sit beside them.
     columns: dict[str, object] = {name: frame[name].to_numpy() for name in keep}
     if prep.task == "classification":

@@ -5,6 +5,7 @@ import contextlib
 import threading
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import nnctl
@@ -93,3 +94,27 @@ def test_training_keeps_adams_decaying_average_out_of_the_denormal_range(tmp_pat
     assert 0 < -ieee["optimizer.exp_avg.0"][0, 0] < TINY
     assert TINY <= -flushed["optimizer.exp_avg.0"][0, 0] < 1e-36
     assert np.array_equal(flushed["layers.0.W"], ieee["layers.0.W"])
+
+
+def test_predicting_flushes_a_probability_below_the_normal_range(tmp_path, monkeypatch):
+    """A row placed so that the model's two logits differ by 95: the far class's probability,
+    exp(-95) = 5.5e-42, is a denormal float32 in IEEE arithmetic (the flush switched off)
+    and 0 in nnctl's prediction; reading the row stays IEEE either way."""
+    rows = [[x, -x, "a" if x > 0 else "b"] for x in np.linspace(-1, 1, 40)]
+    write_csv(tmp_path / "two.csv", ["u", "v", "label"], rows)
+    config = {"seed": 0, "dtype": "float32",
+              "data": {"train": str(tmp_path / "two.csv"), "target": "label",
+                       "validation": None, "scale": "none"},
+              "model": {"layers": [{"type": "dense", "units": 2, "activation": "softmax"}]},
+              "loss": "categorical_crossentropy", "optimizer": {"type": "adam", "lr": 0.1},
+              "training": {"epochs": 5, "batch_size": 8}}
+    run = nnctl.load(nnctl.train(config, runs_dir=tmp_path / "runs").path)
+    weights = run.model.parameters()
+    w = (weights["layers.0.W"].value[:, 0] - weights["layers.0.W"].value[:, 1]).astype(float)
+    b = float(weights["layers.0.b"].value[0] - weights["layers.0.b"].value[1])
+    row = w * (95 - b) / (w @ w)  # logit of "a" minus logit of "b": 95
+    frame = pd.DataFrame([row], columns=["u", "v"])
+
+    assert run.predict_proba(frame)[0, 1] == 0.0
+    monkeypatch.setattr(denormals, "flushed", contextlib.nullcontext)
+    assert 0 < run.predict_proba(frame)[0, 1] < TINY

@@ -77,7 +77,8 @@ def test_errstate_and_exceptions_reach_the_caller(with_threads):
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_split_update_is_bit_for_bit_the_single_threaded_one(name, with_threads):
     """The flat path splits the update across threads; parameters and state must come out
-    exactly as one thread makes them, step after step."""
+    exactly as one thread makes them, step after step (while the optimizer times both ways,
+    its steps alternate: the 2nd and 4th are shared)."""
     specs = [{"type": "dense", "units": 160, "activation": "relu"},
              {"type": "dense", "units": 3, "activation": "softmax"}]
     results = []

@@ -267,9 +267,9 @@ class Sharing:
     both: TRIALS calls of each in turn, the fastest of each compared (noise only adds time),
     and again every RETRY calls, as the machine's load changes. Both ways give the same bits
     (see `elementwise`), so only the time depends on the choice. Sharing Adam's update paid on
-    a 2-core AMD VM (0.78 -> 0.66 s an epoch of bench_mnist_like.py); on a 2-core Intel VM,
-    where waking an idle core takes about 75 us, the update took 0.95 ms a step shared
-    against 0.70 ms alone."""
+    a 2-core AMD VM (0.27 ms a step of bench_mnist_like.py's model against 0.54 ms alone); on
+    a 2-core Intel VM, where waking an idle core takes about 75 us, it took 0.95 ms a step
+    shared against 0.70 ms alone."""
 
     TRIALS = 6
     RETRY = 1000
