@@ -279,6 +279,47 @@ def test_matmul_splits_large_products_and_leaves_small_ones_whole(with_threads):
     assert len(threads.pieces_of(*big)[1]) == 1
 
 
+def test_a_middling_product_is_timed_split_and_whole_only_where_both_give_the_same_bits(
+        with_threads, monkeypatch):
+    """A product too small to split always (the benchmark's 128 x 784 x 256) is split or kept
+    whole as timing shows, which must not change its bits: the first call checks that the
+    pieces give the whole product's bits, and a layout whose pieces do not stays whole."""
+    with_threads(2)
+    threads._products.clear()
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(128, 784)).astype(np.float32)
+    b = rng.normal(size=(784, 256)).astype(np.float32)
+    key = (a.shape, a.strides, a.dtype, b.shape, b.strides, b.dtype)
+    out, (whole,) = threads.pieces_of(a, b)
+    whole()
+    expected = out.copy()
+    calls = 2 * threads.Sharing.TRIALS + 3
+    for _ in range(calls):
+        assert np.array_equal(threads.matmul(a, b).view(np.int32), expected.view(np.int32))
+    sharing = threads._products[key]
+    assert sharing is not None and sharing.calls == calls - 1  # the first call was the check
+
+    # Pieces that are off by one unit in the last place somewhere: never used after the check.
+    threads._products.clear()
+    pieces_of, used = threads.pieces_of, []
+
+    def uneven_pieces(a, b, out=None, min_work=threads.MIN_PIECE_WORK):
+        out, pieces = pieces_of(a, b, out, min_work)
+        if len(pieces) == 1:
+            return out, pieces
+
+        def last_piece_off():
+            pieces[-1]()
+            out[-1, -1] = np.nextafter(out[-1, -1], np.inf)
+            used.append(True)
+        return out, pieces[:-1] + [last_piece_off]
+
+    monkeypatch.setattr(threads, "pieces_of", uneven_pieces)
+    for _ in range(calls):
+        assert np.array_equal(threads.matmul(a, b).view(np.int32), expected.view(np.int32))
+    assert threads._products[key] is None and used == [True]
+
+
 class Stall:
     """A job that holds the helper that takes it until `release` is set."""
 

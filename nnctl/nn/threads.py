@@ -53,6 +53,12 @@ BLOCK = 1 << 16
 # packing of the shared operand outweighing the second core; larger products (prediction's
 # 1024-row batches) gained up to 1.2x.
 MIN_PIECE_WORK = 1 << 25
+# Products between this and MIN_PIECE_WORK per piece are split or kept whole as timing shows
+# (see `Sharing`), and only where the pieces give the same bits as the whole product, so
+# results never depend on the choice. The same 128 x 784 x 256 product of
+# bench_mnist_like.py's batches took 0.61-0.81x the time in two pieces on a 2-core Intel VM,
+# and 1.28x on a 2-core AMD VM: no fixed size suits both.
+MIN_TIMED_WORK = 1 << 22
 # Row pieces keep at least this many rows: OpenBLAS computes fewer than 8 rows with other
 # kernels (and a single row with gemv), which would leave its speed behind.
 MIN_ROWS = 8
@@ -63,6 +69,8 @@ _configured = False
 _user_setting: Optional[tuple[str, int]] = None  # the BLAS thread variable the user set
 _numpy_first = False  # NumPy loaded before configure(): BLAS is held to one thread at run time
 _team: Optional["Team"] = None
+# middling products' Sharing, by the operands' layout; None: kept whole (see _timed_product)
+_products: dict[tuple, Optional["Sharing"]] = {}
 
 
 def usable_cores() -> int:
@@ -105,9 +113,11 @@ def configure(threads: Optional[int] = None) -> int:
         os.environ.setdefault(*THREAD_TIMEOUT)
     else:
         _numpy_first = True
-    if count != _threads and _team is not None:
-        _team.stop()
-        _team = None
+    if count != _threads:
+        _products.clear()  # their pieces depend on the count
+        if _team is not None:
+            _team.stop()
+            _team = None
     _threads = count
     return count
 
@@ -210,18 +220,47 @@ def run(pieces: Sequence[Callable[[], None]]) -> None:
 
 def matmul(a, b, out=None):
     """`a @ b` for 2-D arrays (views and transposes included), its pieces shared among the
-    threads (see `pieces_of`)."""
+    threads (see `pieces_of`); a product of middling size is split or not as timing shows
+    (see `MIN_TIMED_WORK`)."""
     out, pieces = pieces_of(a, b, out)
+    if len(pieces) == 1 and a.shape[0] * a.shape[1] * b.shape[1] >= 2 * MIN_TIMED_WORK:
+        _, shared = pieces_of(a, b, out, MIN_TIMED_WORK)
+        if len(shared) > 1:
+            _timed_product(a, b, out, pieces[0], shared)
+            return out
     run(pieces)
     return out
 
 
-def pieces_of(a, b, out=None) -> tuple:
+def _timed_product(a, b, out, whole: Callable[[], None],
+                   shared: Sequence[Callable[[], None]]) -> None:
+    """Compute `a @ b` into `out` whole or in the `shared` pieces, whichever its Sharing finds
+    faster. The first time a layout comes, both, to learn whether the pieces give the same bits
+    as the whole (OpenBLAS sums each element in an order fixed by the kernel, so a split
+    changes bits only where a piece falls to other kernels, as a single row falls to gemv);
+    where they do not, the product stays whole."""
+    key = (a.shape, a.strides, a.dtype, b.shape, b.strides, b.dtype)
+    if key not in _products:
+        if len(_products) >= 1024:  # layouts that came once (last batches) do not pile up
+            _products.clear()
+        run(shared)
+        split = out.tobytes()
+        whole()
+        _products[key] = Sharing() if out.tobytes() == split else None
+        return
+    sharing = _products[key]
+    if sharing is None:
+        whole()
+    else:
+        sharing.choose(whole, lambda: run(shared))
+
+
+def pieces_of(a, b, out=None, min_work: int = MIN_PIECE_WORK) -> tuple:
     """(out, pieces): `count()` pieces that together write `a @ b` into `out`, or one when the
-    product is too small to share. By rows of `a` when it has more rows than `b` has columns
-    (each piece then reads all of `b`, the smaller operand), else by columns of `b`. They
-    depend only on the shapes and the count, so the result is the same bits whoever computes
-    them."""
+    product is too small to share (pieces of under `min_work` multiply-adds). By rows of `a`
+    when it has more rows than `b` has columns (each piece then reads all of `b`, the smaller
+    operand), else by columns of `b`. They depend only on the shapes, the count and
+    `min_work`, so the result is the same bits whoever computes them."""
     import numpy as np
 
     m, k = a.shape
@@ -230,7 +269,7 @@ def pieces_of(a, b, out=None) -> tuple:
         out = np.empty((m, n), dtype=np.result_type(a, b))
     by_rows = m >= n
     size, unit = (m, MIN_ROWS) if by_rows else (n, ALIGN)
-    parts = min(_threads, m * n * k // MIN_PIECE_WORK, size // unit)
+    parts = min(_threads, m * n * k // min_work, size // unit)
     if parts <= 1:
         return out, [lambda: np.matmul(a, b, out=out)]
     step = math.ceil(size / parts / unit) * unit
@@ -262,14 +301,14 @@ def elementwise(func: Callable[..., None], arrays: Sequence, share: bool = True)
 
 
 class Sharing:
-    """Whether the threads share one element-wise job that comes again and again (the
-    optimizer's update, every step) or the calling thread does it alone, chosen by timing
-    both: TRIALS calls of each in turn, the fastest of each compared (noise only adds time),
-    and again every RETRY calls, as the machine's load changes. Both ways give the same bits
-    (see `elementwise`), so only the time depends on the choice. Sharing Adam's update paid on
-    a 2-core AMD VM (0.27 ms a step of bench_mnist_like.py's model against 0.54 ms alone); on
-    a 2-core Intel VM, where waking an idle core takes about 75 us, it took 0.95 ms a step
-    shared against 0.70 ms alone."""
+    """Whether the threads share a piece of work that comes again and again (the optimizer's
+    update, every step; a product of one shape) or the calling thread does it alone, chosen by
+    timing both: TRIALS calls of each in turn, the fastest of each compared (noise only adds
+    time), and again every RETRY calls, as the machine's load changes. Both ways must give the
+    same bits, so only the time depends on the choice. Sharing Adam's update paid on a 2-core
+    AMD VM (0.27 ms a step of bench_mnist_like.py's model against 0.54 ms alone); on a 2-core
+    Intel VM, where waking an idle core takes about 75 us, it took 0.95 ms a step shared
+    against 0.70 ms alone."""
 
     TRIALS = 6
     RETRY = 1000
@@ -280,14 +319,23 @@ class Sharing:
         self.share = True
 
     def __call__(self, func: Callable[..., None], arrays: Sequence) -> None:
+        """`elementwise(func, arrays)`, shared or not."""
+        if _threads == 1 or len(arrays[0]) < 2 * MIN_CHUNK:
+            elementwise(func, arrays)
+            return
+        self.choose(lambda: elementwise(func, arrays, share=False),
+                    lambda: elementwise(func, arrays, share=True))
+
+    def choose(self, alone: Callable[[], None], shared: Callable[[], None]) -> None:
+        """Call `alone` or `shared`: a trial's turn, or the faster of the last trials."""
         trial = self.calls % self.RETRY
         self.calls += 1
-        if trial >= 2 * self.TRIALS or _threads == 1 or len(arrays[0]) < 2 * MIN_CHUNK:
-            elementwise(func, arrays, self.share)
+        if trial >= 2 * self.TRIALS:
+            (shared if self.share else alone)()
             return
         share = trial % 2 == 1
         started = time.perf_counter()
-        elementwise(func, arrays, share)
+        (shared if share else alone)()
         self.fastest[share] = min(self.fastest[share], time.perf_counter() - started)
         if trial == 2 * self.TRIALS - 1:
             self.share = self.fastest[True] < self.fastest[False]
