@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nnctl.data import Preprocessing
+from nnctl.data import Preprocessing, reading
 from nnctl.data.reading import CHUNK_ROWS, CSV_OPTIONS, _read_in_chunks, read_csv
 from nnctl.errors import DataError
 from cli_helpers import (
@@ -329,6 +329,51 @@ def test_large_files_with_quotes_or_changing_types_fall_back_to_pandas(tmp_path)
                          label=lambda i: str(i % 3) if i < 2 * CHUNK_ROWS else "x")
     assert _read_in_chunks(pd, changing, CSV_OPTIONS) is None
     pd.testing.assert_frame_equal(read_csv(changing), pd.read_csv(changing))
+
+
+def numeric_csv(path: Path, rows: int, line=lambda i: None) -> Path:
+    """An all-numeric file: ints, floats in two notations and blank cells; `line(i)`, when
+    not None, replaces data row i."""
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=(rows, 2)) * 1000
+    lines = ["i,a,b,n,label"] + [
+        line(i) if line(i) is not None else
+        f"{i - 100},{a:.6g},{b:.3e},{'' if i % 97 == 0 else i % 7},{i % 3}"
+        for i, (a, b) in enumerate(values)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_all_numeric_large_files_are_parsed_in_pieces_as_pandas_reads_them(tmp_path, monkeypatch):
+    """Files of numbers only take the faster path (pieces of bytes fed to one parser per
+    thread); small pieces here, so both threads take several."""
+    monkeypatch.setattr(reading, "PIECE_BYTES", 1 << 14)
+    taken = []
+    parse_numbers = reading._parse_numbers
+    monkeypatch.setattr(reading, "_parse_numbers",
+                        lambda *args: taken.append(parse_numbers(*args)) or taken[-1])
+    for rows in (2 * CHUNK_ROWS + 1, 5 * CHUNK_ROWS + 17):
+        # the last piece is one row, of integers in the float columns (2**53 + 1 among them):
+        # read as integers, they must give the floats a single read gives
+        last = f"{rows},9007199254740993,-123456789012345678,3,1"
+        path = numeric_csv(tmp_path / f"numbers{rows}.csv", rows,
+                           line=lambda i: last if i == rows - 1 else None)
+        pd.testing.assert_frame_equal(read_csv(path), pd.read_csv(path, **CSV_OPTIONS))
+        assert taken.pop() is True
+    # A piece that does not read as the first rows did sends the file to one pandas.read_csv:
+    # a word in a number column, a blank line (a row of blanks: the integer columns become
+    # float), a row with a field too many (its error names the line).
+    late = 2 * CHUNK_ROWS + 5
+    for name, row in [("word", "1,2,3,x,1"), ("blank", "")]:
+        changed = numeric_csv(tmp_path / f"{name}.csv", 3 * CHUNK_ROWS,
+                              line=lambda i: row if i == late else None)
+        assert _read_in_chunks(pd, changed, CSV_OPTIONS) is None
+        pd.testing.assert_frame_equal(read_csv(changed), pd.read_csv(changed, **CSV_OPTIONS))
+    extra = numeric_csv(tmp_path / "extra.csv", 3 * CHUNK_ROWS,
+                        line=lambda i: "1,2,3,4,5,6" if i == late else None)
+    assert _read_in_chunks(pd, extra, CSV_OPTIONS) is None
+    with pytest.raises(DataError, match=f"{extra}:{late + 2}"):
+        read_csv(extra)
 
 
 def test_a_bad_cell_deep_in_a_large_file_names_its_line(tmp_path):
