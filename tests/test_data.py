@@ -360,6 +360,9 @@ def test_all_numeric_large_files_are_parsed_in_pieces_as_pandas_reads_them(tmp_p
                            line=lambda i: last if i == rows - 1 else None)
         pd.testing.assert_frame_equal(read_csv(path), pd.read_csv(path, **CSV_OPTIONS))
         assert taken.pop() is True
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))  # Windows line ends
+    pd.testing.assert_frame_equal(read_csv(path), pd.read_csv(path, **CSV_OPTIONS))
+    assert taken.pop() is True
     # A piece that does not read as the first rows did sends the file to one pandas.read_csv:
     # a word in a number column, a blank line (a row of blanks: the integer columns become
     # float), a row with a field too many (its error names the line).
