@@ -6,6 +6,7 @@ run ends bit-identical to one never interrupted, each epoch recorded once in met
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -262,6 +263,21 @@ def test_divergence_saves_the_last_good_epoch(tmp_path):
 
 # ---- the order of writes ----------------------------------------------------------------------
 
+class EpochClock:
+    """The time module for nnctl.runs, with a monotonic clock that advances one second at each
+    reading: a run reads it once an epoch (and once after each save), so `every_seconds`
+    becomes a number of epochs."""
+
+    def __init__(self):
+        self.seconds = itertools.count()
+
+    def monotonic(self) -> float:
+        return float(next(self.seconds))
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+
 def test_best_and_early_stoppings_epoch_are_written_before_last(tmp_path, monkeypatch):
     """At a save, the checkpoints `last` names (best, early stopping's best epoch) are on
     disk before `last` itself, so a kill between the writes never leaves a `last` whose best
@@ -281,9 +297,13 @@ def test_best_and_early_stoppings_epoch_are_written_before_last(tmp_path, monkey
 
     monkeypatch.setattr(nnctl.runs, "save_checkpoint", save)
     monkeypatch.setattr(nnctl.runs, "link_checkpoint", link)
+    # The saves come every few epochs whatever the machine's speed (with 0.05 s of real time,
+    # a fast machine saved 3 times in 60 epochs, none of them with an early best to keep);
+    # here 12 saves, 3 of which keep early stopping's best epoch and 5 an earlier best.
+    monkeypatch.setattr(nnctl.runs, "time", EpochClock())
     config = dropout_config(tmp_path, name="order", epochs=60,
                             early_stopping={"patience": 100, "min_delta": 0.05},
-                            checkpoint={"keep_last": 0, "every_seconds": 0.05})
+                            checkpoint={"keep_last": 0, "every_seconds": 5})
     assert train(config, tmp_path / "runs").exit_code == 0
     saves, current = [], []
     for entry in written:
