@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -363,6 +364,17 @@ def test_all_numeric_large_files_are_parsed_in_pieces_as_pandas_reads_them(tmp_p
     path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))  # Windows line ends
     pd.testing.assert_frame_equal(read_csv(path), pd.read_csv(path, **CSV_OPTIONS))
     assert taken.pop() is True
+
+    class OldParser:  # pandas before 3.1: its C reader cannot be fed bytes
+        _engine = SimpleNamespace(_reader=object())
+        __enter__ = lambda self: self
+        __exit__ = lambda self, *exc: None
+
+    with monkeypatch.context() as old:
+        old.setattr(reading, "_numbers_parser", lambda *args: OldParser())
+        pd.testing.assert_frame_equal(read_csv(path), pd.read_csv(path, **CSV_OPTIONS))
+        assert taken.pop() is False
+        assert _read_in_chunks(pd, path, CSV_OPTIONS) is not None  # in two halves instead
     # A piece that does not read as the first rows did sends the file to one pandas.read_csv:
     # a word in a number column, a blank line (a row of blanks: the integer columns become
     # float), a row with a field too many (its error names the line).

@@ -217,8 +217,9 @@ def _parse_numbers(pd, pool, path: Path, options: dict, dtypes, place: dict, sta
                     values = columns[name]
                     # a float column's piece without a fraction or a blank reads as integers:
                     # the same floats (both rounded to nearest), as pandas' own pieces gather
-                    if len(values) != stop - start or values.dtype != dtype and not (
-                            dtype.kind == "f" and values.dtype.kind in "iu"):
+                    same_kind = values.dtype == dtype or (
+                        dtype.kind == "f" and values.dtype.kind in "iu")
+                    if len(values) != stop - start or not same_kind:
                         raise ValueError("a piece does not match the first rows")
                     block, j = place[name]
                     block[start:stop, j] = values
