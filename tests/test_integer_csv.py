@@ -18,7 +18,7 @@ from sklearn.impute import MissingIndicator, SimpleImputer
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from nnctl.data import Preprocessing
-from nnctl.data.columns import Numeric, integer_median, median_in_place
+from nnctl.data.columns import SAMPLE, Numeric, integer_median, median_in_place, smallest
 from nnctl.data.reading import CHUNK_ROWS, CSV_OPTIONS, _read_in_chunks
 from cli_helpers import load_frame, train, write_config
 
@@ -157,6 +157,50 @@ def test_the_float_median_is_numpy_s_to_the_bit(values):
         expected = float(np.median(numbers))
         found = median_in_place(numbers.copy())
     assert found.hex() == expected.hex() or found == expected == 0.0
+
+
+LONG = 16 * SAMPLE + 1  # long enough for the bracketed selection
+
+
+def _long_columns() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(5)
+    pixels = np.round(rng.random(LONG) + rng.normal(0, 0.35, LONG), 3)
+    stride = LONG // SAMPLE
+    return {
+        "pixels": pixels,
+        "sorted": np.sort(pixels),
+        "reversed": np.sort(pixels)[::-1].copy(),
+        # ordered in step with the sample's stride: every sampled value is the smallest
+        "in step with the sample": np.where(np.arange(LONG) % stride == 0, -1.0, pixels),
+        "in step, largest": np.where(np.arange(LONG) % stride == 0, 9.0, pixels),
+        "periodic": np.tile(np.arange(float(stride)), LONG // stride + 1)[:LONG],
+        "one value": np.full(LONG, 0.25),
+        "two values": np.repeat([1.0, 2.0], [LONG // 2, LONG - LONG // 2]),
+        "infinities": np.r_[np.full(LONG // 3, -np.inf), pixels[:LONG // 3],
+                            np.full(LONG - 2 * (LONG // 3), np.inf)],
+        "huge": np.abs(pixels) * 1e307 + 1.2e308,  # the middle values' sum overflows
+    }
+
+
+@pytest.mark.parametrize("name", list(_long_columns()))
+@pytest.mark.parametrize("even", [False, True], ids=["odd", "even"])
+def test_the_median_of_a_long_column_is_numpy_s_to_the_bit(name, even):
+    """Long columns take the bracketed selection; values ordered to defeat its sample make it
+    fall back to the full one. Either way the median is np.median's."""
+    numbers = _long_columns()[name][:LONG - even]
+    with np.errstate(over="ignore", invalid="ignore"):
+        expected = float(np.median(numbers))
+        found = median_in_place(numbers.copy())
+    assert found.hex() == expected.hex() or found == expected == 0.0
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(2, 200), st.integers(0, LONG - 1))
+def test_smallest_finds_np_partition_s_values(seed, distinct, rank):
+    """Any rank of a long column of few or many distinct values, in random order."""
+    numbers = np.random.default_rng(seed).integers(0, distinct, LONG).astype(np.float64)
+    ranks = [rank, rank + 1] if rank + 1 < LONG else [rank]
+    expected = np.partition(numbers, ranks)[ranks]
+    assert smallest(numbers.copy(), ranks) == list(expected)
 
 
 def test_integer_inputs_take_no_float64_copy_of_the_whole_matrix():

@@ -279,15 +279,44 @@ def integer_median(ints: np.ndarray) -> float:
 
 
 def median_in_place(numbers: np.ndarray) -> float:
-    """np.median of float64 numbers without NaN, to the bit, reordering them: one selection of
-    the lower middle value, then the minimum above it (np.median selects both middle values
-    and the largest, the last to find a NaN), averaged in float64 as np.median does."""
+    """np.median of float64 numbers without NaN, to the bit, possibly reordering them: the
+    middle value, or the two middle values averaged in float64 as np.median does."""
     n = len(numbers)
     k = (n - 1) // 2
-    numbers.partition(k)
     if n % 2:
-        return float(numbers[k])
-    return float((numbers[k] + numbers[k + 1:].min()) / 2)
+        return float(smallest(numbers, [k])[0])
+    low, high = smallest(numbers, [k, k + 1])
+    return float((low + high) / 2)
+
+
+# Sample size of `smallest`'s bracket, and how many sample places it reaches either side of
+# the ranks: a rank's place in an evenly spread sample of m varies by about sqrt(m) / 2
+# (16 here), so the bracket holds the ranks unless the values are ordered in step with the
+# sample's stride; it then holds about 10% of the values.
+SAMPLE = 1024
+REACH = 48
+
+
+def smallest(numbers: np.ndarray, ranks: list[int]) -> list:
+    """The values of the given ranks (0: the smallest) among float64 numbers without NaN,
+    possibly reordering them. A full selection (np.partition) costs about 10 ns a value; on
+    a long column this first brackets the ranks between two values of a sample (every
+    len/SAMPLE-th value, sorted), counts the values below the bracket and selects among the
+    few inside it, about a quarter of the time. The result is the same whichever way: where
+    the bracket misses a rank, the full selection runs."""
+    n = len(numbers)
+    if n >= 16 * SAMPLE:
+        sample = np.sort(numbers[::n // SAMPLE])
+        places = len(sample) / n
+        low = sample[max(int(ranks[0] * places) - REACH, 0)]
+        high = sample[min(int(ranks[-1] * places) + REACH, len(sample) - 1)]
+        below = np.count_nonzero(numbers < low)
+        inside = numbers[(numbers >= low) & (numbers <= high)]
+        if below <= ranks[0] and ranks[-1] < below + len(inside):
+            inside.partition([rank - below for rank in ranks])
+            return [inside[rank - below] for rank in ranks]
+    numbers.partition(ranks)
+    return [numbers[rank] for rank in ranks]
 
 
 def _blanks(count: int, indicator: bool) -> str:
