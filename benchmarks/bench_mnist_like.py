@@ -11,7 +11,9 @@ same pixels as integers 0-255 (once each, into benchmarks/.cache/), then, in one
   times from the run's metrics.csv, wall time and peak RSS of the whole command; 3 runs on
   each CSV, alternating (1 with --quick), reported as medians;
 - the same model in PyTorch (same data, batch size and epochs; a plain loop that shuffles,
-  gathers each batch and keeps the running loss and accuracy, as nnctl does);
+  gathers each batch and keeps the running loss and accuracy, as nnctl does), run between
+  nnctl's runs on the two CSVs, so that the epoch ratio is also taken round by round, each
+  nnctl run against the PyTorch run beside it;
 - scikit-learn's MLPClassifier (adam, batch 128, one partial_fit per epoch);
 - the textbook vectorized NumPy loop for the same model (array expressions, no buffers);
 - nnctl's CSV loading against pandas.read_csv alone, and `nnctl --help`;
@@ -174,6 +176,12 @@ def load_seconds(csv_path: Path, config: Path, repeats: int) -> tuple[float, flo
     return statistics.median(ours), statistics.median(theirs), (data.train.x, data.train.y)
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run of the median epoch among runs of the same command (the upper one of an even
+    count): its epochs, accuracy and other figures belong together."""
+    return sorted(runs, key=lambda run: run["median"])[len(runs) // 2]
+
+
 # ---- references -------------------------------------------------------------------------------
 
 def run_torch(x: np.ndarray, y: np.ndarray, model_kind: str, widths: tuple[int, ...],
@@ -312,12 +320,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=usable_cores(),
                         help="threads for nnctl, PyTorch and scikit-learn (default: all usable "
                              "cores)")
+    parser.add_argument("--repeats", type=int, help="runs of nnctl on each CSV, and of PyTorch "
+                                                      "beside them (default 3)")
     parser.add_argument("--no-extra", action="store_true", help="skip the second table")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     rows = args.rows or (6000 if args.quick else 60000)
     epochs = args.epochs or (2 if args.quick else 4)
-    repeats = 1 if args.quick else 3
+    repeats = args.repeats or (1 if args.quick else 3)
 
     csv_path = ensure_csv(rows)
     results: dict = {"machine": machine(), "rows": rows, "epochs": epochs,
@@ -343,14 +353,20 @@ def main(argv: list[str] | None = None) -> int:
         results["load_seconds"] = {"nnctl": load_ours, "pandas": load_pandas,
                                    "nnctl_integers": load_int, "pandas_integers": load_pandas_int}
 
-        # The whole command on both CSVs, alternated: beyond-epochs time and peak memory are
-        # compared by their medians (the machine may be shared)
+        # The whole command on both CSVs, alternated, and PyTorch's epochs between them: the
+        # machine may be shared and its speed drift, so the epoch ratio is taken round by
+        # round, and beyond-epochs time and peak memory are compared by their medians
         commands = results["commands"] = {"floats": [], "integers": []}
+        torch_runs = results["torch_runs"] = []
         for _ in range(repeats):
             commands["floats"].append(run_nnctl(base, tmp, args.threads))
+            torch_runs.append(run_torch(x, y, "mlp", (256, 128), 128, epochs, args.threads))
             commands["integers"].append(run_nnctl(integers, tmp, args.threads))
-        ours = results["nnctl"] = commands["floats"][0]
-        torch_ = results["torch"] = run_torch(x, y, "mlp", (256, 128), 128, epochs, args.threads)
+        ours = results["nnctl"] = median_run(commands["floats"])
+        torch_ = results["torch"] = median_run(torch_runs) if torch_runs[0] else None
+        paired = results["paired_ratios"] = (
+            [a["median"] / b["median"] for a, b in zip(commands["floats"], torch_runs)]
+            if torch_ else [])
         torch1 = results["torch_1_thread"] = (
             run_torch(x, y, "mlp", (256, 128), 128, epochs, 1) if args.threads != 1 else None)
         sk = results["sklearn"] = run_sklearn(x, y, 128, epochs, args.threads)
@@ -362,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
         print("|---|---:|---:|---:|")
         print(f"| nnctl train ({args.threads} threads) | {fmt(ours['median'])} | {ratio(ours['median'], reference)} | "
               f"{ours['accuracy']:.3f} |")
+        if len(paired) > 1:
+            print(f"| nnctl / PyTorch, round by round: median (range) | | "
+                  f"{statistics.median(paired):.2f}x ({min(paired):.2f}-{max(paired):.2f}) | |")
         references = [("PyTorch", torch_), ("scikit-learn MLPClassifier", sk),
                       ("plain NumPy loop", plain)]
         if torch1 is not None:
