@@ -290,9 +290,9 @@ def median_in_place(numbers: np.ndarray) -> float:
 
 
 # Sample size of `smallest`'s bracket, and how many sample places it reaches either side of
-# the ranks: a rank's place in an evenly spread sample of m varies by about sqrt(m) / 2
-# (16 here), so the bracket holds the ranks unless the values are ordered in step with the
-# sample's stride; it then holds about 10% of the values.
+# the ranks. A rank's place in an evenly spread sample of m values varies by about
+# sqrt(m) / 2 (16 here), so three times that holds the ranks unless the values are ordered
+# in step with the sample's stride; the bracket then holds about 10% of the values.
 SAMPLE = 1024
 REACH = 48
 
