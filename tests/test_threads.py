@@ -282,29 +282,32 @@ def test_matmul_splits_large_products_and_leaves_small_ones_whole(with_threads):
 def test_a_middling_product_is_timed_split_and_whole_only_where_both_give_the_same_bits(
         with_threads, monkeypatch):
     """A product too small to split always (the benchmark's 128 x 784 x 256) is split or kept
-    whole as timing shows, which must not change its bits: the first call checks that the
-    pieces give the whole product's bits, and a layout whose pieces do not stays whole."""
+    whole as timing shows, which must not change its bits: the first call looks for a split
+    whose pieces give the whole product's bits, and a layout that has none stays whole."""
     with_threads(2)
     threads._products.clear()
     rng = np.random.default_rng(0)
     a = rng.normal(size=(128, 784)).astype(np.float32)
     b = rng.normal(size=(784, 256)).astype(np.float32)
-    key = (a.shape, a.strides, a.dtype, b.shape, b.strides, b.dtype)
     out, (whole,) = threads.pieces_of(a, b)
     whole()
     expected = out.copy()
     calls = 2 * threads.Sharing.TRIALS + 3
     for _ in range(calls):
         assert np.array_equal(threads.matmul(a, b).view(np.int32), expected.view(np.int32))
-    sharing = threads._products[key]
-    assert sharing is not None and sharing.calls == calls - 1  # the first call was the check
+    (key, found), = threads._products.items()
+    assert found is not None, "no split of 128 x 784 x 256 keeps the bits with these kernels"
+    (by_rows, unit), sharing = found
+    assert sharing.calls == calls
+    _, pieces = threads.pieces_of(a, b, None, threads.MIN_TIMED_WORK, by_rows, unit)
+    assert len(pieces) == 2
 
     # Pieces that are off by one unit in the last place somewhere: never used after the check.
     threads._products.clear()
     pieces_of, used = threads.pieces_of, []
 
-    def uneven_pieces(a, b, out=None, min_work=threads.MIN_PIECE_WORK):
-        out, pieces = pieces_of(a, b, out, min_work)
+    def uneven_pieces(a, b, out=None, min_work=threads.MIN_PIECE_WORK, by_rows=None, unit=None):
+        out, pieces = pieces_of(a, b, out, min_work, by_rows, unit)
         if len(pieces) == 1:
             return out, pieces
 
@@ -315,9 +318,37 @@ def test_a_middling_product_is_timed_split_and_whole_only_where_both_give_the_sa
         return out, pieces[:-1] + [last_piece_off]
 
     monkeypatch.setattr(threads, "pieces_of", uneven_pieces)
+    assert np.array_equal(threads.matmul(a, b).view(np.int32), expected.view(np.int32))
+    checked = len(used)
+    assert checked >= 1 and threads._products[key] is None
     for _ in range(calls):
         assert np.array_equal(threads.matmul(a, b).view(np.int32), expected.view(np.int32))
-    assert threads._products[key] is None and used == [True]
+    assert len(used) == checked
+
+
+def test_the_split_of_a_middling_product_starts_its_pieces_where_the_kernel_keeps_the_bits(
+        with_threads):
+    """Whatever split the check picks, computing its pieces gives the whole product's bits on
+    other operands too, for the layouts the layers use (a transposed left operand in the
+    weight gradient, a transposed right one in the input gradient) and float64."""
+    with_threads(2)
+    rng = np.random.default_rng(1)
+    found = 0
+    for dtype in (np.float32, np.float64):
+        for a, b in [(rng.normal(size=(128, 784)), rng.normal(size=(784, 256))),
+                     (rng.normal(size=(128, 784)).T, rng.normal(size=(128, 256))),
+                     (rng.normal(size=(128, 256)), rng.normal(size=(784, 256)).T)]:
+            a, b = a.astype(dtype), b.astype(dtype)
+            split = threads._bit_exact_split(a, b, np.empty((a.shape[0], b.shape[1]), dtype))
+            if split is None:
+                continue
+            out, pieces = threads.pieces_of(a, b, None, threads.MIN_TIMED_WORK, *split)
+            assert len(pieces) > 1
+            for piece in pieces:
+                piece()
+            assert np.array_equal(out, a @ b), (a.shape, b.shape, dtype, split)
+            found += 1
+    assert found, "no layout had a split that keeps the bits"
 
 
 class Stall:

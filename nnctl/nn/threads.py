@@ -62,6 +62,12 @@ MIN_TIMED_WORK = 1 << 22
 # Row pieces keep at least this many rows: OpenBLAS computes fewer than 8 rows with other
 # kernels (and a single row with gemv), which would leave its speed behind.
 MIN_ROWS = 8
+# BLAS kernels compute a block of rows at a time, each element's sum in an order fixed by the
+# kernel; a piece that starts inside a block hands its rows to another kernel, which sums in
+# another order. The blocks are 8, 12, 16 or 24 rows, by kernel: OpenBLAS's Haswell sgemm
+# keeps a product's bits only when its row pieces start at multiples of 12, and no split by
+# columns does. A middling product is split by the first of these units that keeps its bits.
+ROW_UNITS = (MIN_ROWS, 12, 16, 24)
 
 _threads = 1
 _reason = "not configured"
@@ -224,51 +230,74 @@ def matmul(a, b, out=None):
     (see `MIN_TIMED_WORK`)."""
     out, pieces = pieces_of(a, b, out)
     if len(pieces) == 1 and a.shape[0] * a.shape[1] * b.shape[1] >= 2 * MIN_TIMED_WORK:
-        _, shared = pieces_of(a, b, out, MIN_TIMED_WORK)
-        if len(shared) > 1:
-            _timed_product(a, b, out, pieces[0], shared)
-            return out
-    run(pieces)
+        _timed_product(a, b, out, pieces[0])
+    else:
+        run(pieces)
     return out
 
 
-def _timed_product(a, b, out, whole: Callable[[], None],
-                   shared: Sequence[Callable[[], None]]) -> None:
-    """Compute `a @ b` into `out` whole or in the `shared` pieces, whichever its Sharing finds
-    faster. The first time a layout comes, both, to learn whether the pieces give the same bits
-    as the whole (OpenBLAS sums each element in an order fixed by the kernel, so a split
-    changes bits only where a piece falls to other kernels, as a single row falls to gemv);
-    where they do not, the product stays whole."""
-    key = (a.shape, a.strides, a.dtype, b.shape, b.strides, b.dtype)
+def _timed_product(a, b, out, whole: Callable[[], None]) -> None:
+    """Compute `a @ b` into `out` whole or in pieces, whichever its Sharing finds faster, the
+    pieces split as `_bit_exact_split` found for the operands' layout; a layout that no split
+    computes to the same bits stays whole."""
+    key = (a.shape, a.strides, a.dtype, b.shape, b.strides, b.dtype, out.strides)
     if key not in _products:
         if len(_products) >= 1024:  # layouts that came once (last batches) do not pile up
             _products.clear()
-        run(shared)
-        split = out.tobytes()
+        split = _bit_exact_split(a, b, out)
+        _products[key] = None if split is None else (split, Sharing())
+    if _products[key] is None:
         whole()
-        _products[key] = Sharing() if out.tobytes() == split else None
         return
-    sharing = _products[key]
-    if sharing is None:
-        whole()
-    else:
-        sharing.choose(whole, lambda: run(shared))
+    (by_rows, unit), sharing = _products[key]
+    sharing.choose(whole, lambda: run(pieces_of(a, b, out, MIN_TIMED_WORK, by_rows, unit)[1]))
 
 
-def pieces_of(a, b, out=None, min_work: int = MIN_PIECE_WORK) -> tuple:
+def _bit_exact_split(a, b, out) -> Optional[tuple[bool, int]]:
+    """(by_rows, unit) of the first split of `a @ b` into pieces whose results are the whole
+    product's bits (see `ROW_UNITS`), or None. Checked on random operands of the same shapes
+    and memory orders, whose sums are inexact in every order: the operands themselves might be
+    exact (small integers, zeros) in the first batch and not later."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+
+    def like(x):
+        transposed = x.strides[0] < x.strides[1]  # BLAS is told to read it transposed
+        fill = rng.standard_normal(x.shape[::-1] if transposed else x.shape).astype(x.dtype)
+        return fill.T if transposed else fill
+
+    a, b, out = like(a), like(b), like(out)
+    np.matmul(a, b, out=out)
+    whole = out.copy()
+    for by_rows, unit in [(None, None)] + [(True, unit) for unit in ROW_UNITS]:
+        _, pieces = pieces_of(a, b, out, MIN_TIMED_WORK, by_rows, unit)
+        if len(pieces) > 1:
+            for piece in pieces:
+                piece()
+            if np.array_equal(out, whole):
+                return by_rows, unit  # (None, None): pieces_of's own choice
+    return None
+
+
+def pieces_of(a, b, out=None, min_work: int = MIN_PIECE_WORK, by_rows: Optional[bool] = None,
+              unit: Optional[int] = None) -> tuple:
     """(out, pieces): `count()` pieces that together write `a @ b` into `out`, or one when the
-    product is too small to share (pieces of under `min_work` multiply-adds). By rows of `a`
-    when it has more rows than `b` has columns (each piece then reads all of `b`, the smaller
-    operand), else by columns of `b`. They depend only on the shapes, the count and
-    `min_work`, so the result is the same bits whoever computes them."""
+    product is too small to share (pieces of under `min_work` multiply-adds). By default by
+    rows of `a` when it has more rows than `b` has columns (each piece then reads all of `b`,
+    the smaller operand), else by columns of `b`; each piece but the last a multiple of `unit`
+    rows or columns. They depend only on the shapes, the count and these arguments, so the
+    result is the same bits whoever computes them."""
     import numpy as np
 
     m, k = a.shape
     n = b.shape[1]
     if out is None:
         out = np.empty((m, n), dtype=np.result_type(a, b))
-    by_rows = m >= n
-    size, unit = (m, MIN_ROWS) if by_rows else (n, ALIGN)
+    if by_rows is None:
+        by_rows = m >= n
+    size = m if by_rows else n
+    unit = unit or (MIN_ROWS if by_rows else ALIGN)
     parts = min(_threads, m * n * k // min_work, size // unit)
     if parts <= 1:
         return out, [lambda: np.matmul(a, b, out=out)]
