@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import contextvars
+import itertools
 import threading
 import time
 
@@ -238,6 +239,26 @@ def test_sharing_keeps_whichever_way_was_faster_and_tries_again_later(with_threa
     for _ in range(5):
         sharing(work, arrays)
     assert any(ran_on)
+
+def test_sharing_keeps_the_work_when_the_helper_is_often_late(with_threads):
+    """A helper whose core is busy is preempted in the middle of some pieces, and the caller
+    waits for them: shared calls are then mostly fast but often very slow. Judged by its
+    fastest call, sharing would win; judged by the time all the calls took, it loses."""
+    with_threads(2)
+    helper_calls = itertools.count()
+
+    def work(chunk):
+        if threading.current_thread() is threading.main_thread():
+            time.sleep(0.010)
+        else:  # every third piece on the helper is held up
+            time.sleep(0.100 if next(helper_calls) % 3 == 2 else 0.010)
+
+    sharing = threads.Sharing()
+    arrays = [np.zeros(2 * threads.BLOCK)]
+    for _ in range(2 * sharing.TRIALS):
+        sharing(work, arrays)
+    assert not sharing.share
+
 
 # ---- matrix products shared among threads ------------------------------------------------------
 

@@ -332,8 +332,11 @@ def elementwise(func: Callable[..., None], arrays: Sequence, share: bool = True)
 class Sharing:
     """Whether the threads share a piece of work that comes again and again (the optimizer's
     update, every step; a product of one shape) or the calling thread does it alone, chosen by
-    timing both: TRIALS calls of each in turn, the fastest of each compared (noise only adds
-    time), and again every RETRY calls, as the machine's load changes. Both ways must give the
+    timing both: TRIALS calls of each in turn, compared by their total time without the
+    slowest call of each, and again every RETRY calls, as the machine's load changes. A one-off
+    delay then does not decide, but a helper that is often late does (its core busy with
+    another process, which preempts it in the middle of a piece the caller must wait for); the
+    fastest call of each would hide that. Both ways must give the
     same bits, so only the time depends on the choice. Sharing Adam's update paid on a 2-core
     AMD VM (0.27 ms a step of bench_mnist_like.py's model against 0.54 ms alone); on a 2-core
     Intel VM, where waking an idle core takes about 75 us, it took 0.95 ms a step shared
@@ -344,7 +347,7 @@ class Sharing:
 
     def __init__(self):
         self.calls = 0
-        self.fastest = {False: math.inf, True: math.inf}  # seconds of one call, in the trials
+        self.seconds: dict[bool, list[float]] = {False: [], True: []}  # of each trial call
         self.share = True
 
     def __call__(self, func: Callable[..., None], arrays: Sequence) -> None:
@@ -365,10 +368,11 @@ class Sharing:
         share = trial % 2 == 1
         started = time.perf_counter()
         (shared if share else alone)()
-        self.fastest[share] = min(self.fastest[share], time.perf_counter() - started)
+        self.seconds[share].append(time.perf_counter() - started)
         if trial == 2 * self.TRIALS - 1:
-            self.share = self.fastest[True] < self.fastest[False]
-            self.fastest = {False: math.inf, True: math.inf}
+            shared, alone = (sum(s) - max(s) for s in (self.seconds[True], self.seconds[False]))
+            self.share = shared < alone
+            self.seconds = {False: [], True: []}
 
 
 def _in_blocks(func: Callable[..., None], arrays: Sequence, lo: int, hi: int) -> None:
