@@ -240,6 +240,7 @@ def test_sharing_keeps_whichever_way_was_faster_and_tries_again_later(with_threa
         sharing(work, arrays)
     assert any(ran_on)
 
+
 def test_sharing_keeps_the_work_when_the_helper_is_often_late(with_threads):
     """A helper whose core is busy is preempted in the middle of some pieces, and the caller
     waits for them: shared calls are then mostly fast but often very slow. Judged by its
