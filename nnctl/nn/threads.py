@@ -337,10 +337,9 @@ class Sharing:
     delay then does not decide, but a helper that is often late does (its core busy with
     another process, which preempts it in the middle of a piece the caller must wait for); the
     fastest call of each would hide that. Both ways must give the same bits, so only the time
-    depends on the choice. Sharing Adam's update paid on a 2-core
-    AMD VM (0.27 ms a step of bench_mnist_like.py's model against 0.54 ms alone); on a 2-core
-    Intel VM, where waking an idle core takes about 75 us, it took 0.95 ms a step shared
-    against 0.70 ms alone."""
+    depends on the choice. Sharing Adam's update paid on a 2-core AMD VM (0.27 ms a step of
+    bench_mnist_like.py's model against 0.54 ms alone); on a 2-core Intel VM, where waking an
+    idle core takes about 75 us, it took 0.95 ms a step shared against 0.70 ms alone."""
 
     TRIALS = 6
     RETRY = 1000
