@@ -64,9 +64,9 @@ MIN_TIMED_WORK = 1 << 22
 MIN_ROWS = 8
 # BLAS kernels compute a block of rows at a time, each element's sum in an order fixed by the
 # kernel; a piece that starts inside a block hands its rows to another kernel, which sums in
-# another order. The blocks are 8, 12, 16 or 24 rows, by kernel: OpenBLAS's Haswell sgemm
-# keeps a product's bits only when its row pieces start at multiples of 12, and no split by
-# columns does. A middling product is split by the first of these units that keeps its bits.
+# another order. OpenBLAS's Haswell sgemm keeps a product's bits only when its row pieces
+# start at multiples of 12 (and no split by columns does); 16 and 24 are there for kernels
+# with larger blocks. A middling product is split by the first unit that keeps its bits.
 ROW_UNITS = (MIN_ROWS, 12, 16, 24)
 
 _threads = 1
