@@ -246,10 +246,11 @@ def _timed_product(a, b, out, whole: Callable[[], None]) -> None:
             _products.clear()
         split = _bit_exact_split(a, b, out)
         _products[key] = None if split is None else (split, Sharing())
-    if _products[key] is None:
+    found = _products[key]
+    if found is None:
         whole()
         return
-    (by_rows, unit), sharing = _products[key]
+    (by_rows, unit), sharing = found
     sharing.choose(whole, lambda: run(pieces_of(a, b, out, MIN_TIMED_WORK, by_rows, unit)[1]))
 
 
